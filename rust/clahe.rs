@@ -1,0 +1,303 @@
+//! Contrast Limited Adaptive Histogram Equalisation with OpenCV's exact semantics.
+//!
+//! Equivalent: `cv2.createCLAHE(clipLimit, tileGridSize).apply(img)` for 8-bit images (the CPU
+//! path). The formulas, including OpenCV's padding quirk and its f32 blend order, are written
+//! down in `shared/docs/opencv-parity.md`; parity is tested against `cv2` in `tests/`.
+//!
+//! The work is split in two so the fused pipeline (`preprocess.rs`) can consume rows as they
+//! are produced: [`ClaheLuts::new`] builds one LUT per tile (parallel over tiles), and
+//! [`ClaheLuts::apply_row`] maps one source row (parallel callers over rows).
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::image::{Gray, GrayView};
+
+/// Round half to even for a non-negative f32 below 2^23, then saturate to u8.
+///
+/// Adding and removing 2^23 rounds with the FPU's default mode (ties to even) and compiles to
+/// two adds, where `round_ties_even` would be a libm call on baseline x86-64.
+#[inline(always)]
+pub fn rne_u8(v: f32) -> u8 {
+    const MAGIC: f32 = 8_388_608.0;
+    ((v + MAGIC) - MAGIC) as u8
+}
+
+/// OpenCV's `borderInterpolate` for BORDER_REFLECT_101 (`gfedcb|abcdefgh|gfedcba`).
+pub fn reflect101(mut p: isize, len: usize) -> usize {
+    let len = len as isize;
+    if len == 1 {
+        return 0;
+    }
+    while p < 0 || p >= len {
+        if p < 0 {
+            p = -p;
+        } else {
+            p = 2 * len - 2 - p;
+        }
+    }
+    p as usize
+}
+
+/// Validates CLAHE parameters the way a caller needs to hear about them.
+pub fn check_params(clip_limit: f64, grid_x: usize, grid_y: usize) -> Result<()> {
+    if !(clip_limit.is_finite() && clip_limit >= 0.0) {
+        return Err(Error::value(format!(
+            "clip_limit must be a finite number >= 0, got {clip_limit}"
+        )));
+    }
+    if grid_x == 0 || grid_y == 0 || grid_x > 1024 || grid_y > 1024 {
+        return Err(Error::value(format!(
+            "tile_grid must be two integers in 1..=1024, got ({grid_x}, {grid_y})"
+        )));
+    }
+    Ok(())
+}
+
+/// Per-tile lookup tables plus the geometry needed to blend them.
+pub struct ClaheLuts {
+    grid_x: usize,
+    grid_y: usize,
+    tile_h: usize,
+    /// `grid_y * grid_x` tables of 256 entries, stored as f32 (the values are integers 0..=255,
+    /// so the blend sees exactly what OpenCV's u8-to-float conversion gives).
+    luts: Vec<f32>,
+    /// Per column: offsets of the left/right tile tables and the blend weights.
+    ind1: Vec<u32>,
+    ind2: Vec<u32>,
+    xa: Vec<f32>,
+    xa1: Vec<f32>,
+}
+
+fn histogram(src: &GrayView<'_>, rows: &[usize], cols: &ColumnSpan<'_>) -> [u32; 256] {
+    // Four sub-histograms avoid the store-to-load stall of repeated equal values.
+    let mut h = [[0u32; 256]; 4];
+    for &y in rows {
+        let row = src.row(y);
+        let inside = &row[cols.inside.clone()];
+        let mut chunks = inside.chunks_exact(4);
+        for c in &mut chunks {
+            h[0][c[0] as usize] += 1;
+            h[1][c[1] as usize] += 1;
+            h[2][c[2] as usize] += 1;
+            h[3][c[3] as usize] += 1;
+        }
+        for &v in chunks.remainder() {
+            h[0][v as usize] += 1;
+        }
+        for &x in cols.reflected {
+            h[1][row[x] as usize] += 1;
+        }
+    }
+    let mut out = [0u32; 256];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = h[0][i] + h[1][i] + h[2][i] + h[3][i];
+    }
+    out
+}
+
+/// The columns of one tile: a contiguous run inside the image plus reflected padding columns.
+struct ColumnSpan<'a> {
+    inside: std::ops::Range<usize>,
+    reflected: &'a [usize],
+}
+
+fn clip_and_lut(hist: &mut [u32; 256], clip: u32, scale: f32, lut: &mut [f32]) {
+    if clip > 0 {
+        let mut clipped: u32 = 0;
+        for h in hist.iter_mut() {
+            if *h > clip {
+                clipped += *h - clip;
+                *h = clip;
+            }
+        }
+        let batch = clipped / 256;
+        let mut residual = clipped - batch * 256;
+        for h in hist.iter_mut() {
+            *h += batch;
+        }
+        if residual > 0 {
+            let step = (256 / residual).max(1) as usize;
+            let mut i = 0;
+            while i < 256 && residual > 0 {
+                hist[i] += 1;
+                i += step;
+                residual -= 1;
+            }
+        }
+    }
+    let mut sum: u32 = 0;
+    for (i, l) in lut.iter_mut().enumerate() {
+        sum += hist[i];
+        // OpenCV: saturate_cast<uchar>(sum * lutScale), float product, rounded half to even.
+        *l = rne_u8(sum as f32 * scale) as f32;
+    }
+}
+
+impl ClaheLuts {
+    /// Builds the tile tables for `src` (OpenCV's `CLAHE_CalcLut_Body`).
+    pub fn new(src: &GrayView<'_>, clip_limit: f64, grid_x: usize, grid_y: usize) -> Result<Self> {
+        check_params(clip_limit, grid_x, grid_y)?;
+        let (w, h) = (src.width, src.height);
+        // OpenCV pads only when a side is indivisible, but then pads both sides.
+        let (ext_w, ext_h) = if w % grid_x == 0 && h % grid_y == 0 {
+            (w, h)
+        } else {
+            (w + grid_x - w % grid_x, h + grid_y - h % grid_y)
+        };
+        let tile_w = ext_w / grid_x;
+        let tile_h = ext_h / grid_y;
+        let area = tile_w * tile_h;
+        let clip = if clip_limit > 0.0 {
+            ((clip_limit * area as f64 / 256.0) as i64).clamp(1, u32::MAX as i64) as u32
+        } else {
+            0
+        };
+        let scale = 255.0f32 / area as f32;
+
+        let col_map: Vec<usize> = (0..ext_w).map(|x| reflect101(x as isize, w)).collect();
+        let row_map: Vec<usize> = (0..ext_h).map(|y| reflect101(y as isize, h)).collect();
+
+        let mut luts = vec![0f32; grid_x * grid_y * 256];
+        luts.par_chunks_mut(256).enumerate().for_each(|(k, lut)| {
+            let (ty, tx) = (k / grid_x, k % grid_x);
+            let x0 = tx * tile_w;
+            let x1 = x0 + tile_w;
+            let inside_end = x1.min(w).max(x0.min(w));
+            let span = ColumnSpan {
+                inside: x0.min(w)..inside_end,
+                reflected: &col_map[x0.max(w).min(x1)..x1],
+            };
+            let rows = &row_map[ty * tile_h..(ty + 1) * tile_h];
+            let mut hist = histogram(src, rows, &span);
+            clip_and_lut(&mut hist, clip, scale, lut);
+        });
+
+        // Per-column blend weights (OpenCV's CLAHE_Interpolation_Body constructor).
+        let inv_tw = 1.0f32 / tile_w as f32;
+        let mut ind1 = Vec::with_capacity(w);
+        let mut ind2 = Vec::with_capacity(w);
+        let mut xa = Vec::with_capacity(w);
+        let mut xa1 = Vec::with_capacity(w);
+        for x in 0..w {
+            let txf = x as f32 * inv_tw - 0.5f32;
+            let tx1 = txf.floor();
+            let a = txf - tx1;
+            let tx1 = tx1 as isize;
+            let tx2 = (tx1 + 1).min(grid_x as isize - 1);
+            let tx1 = tx1.max(0);
+            ind1.push((tx1 as u32) * 256);
+            ind2.push((tx2 as u32) * 256);
+            xa.push(a);
+            xa1.push(1.0f32 - a);
+        }
+        Ok(ClaheLuts {
+            grid_x,
+            grid_y,
+            tile_h,
+            luts,
+            ind1,
+            ind2,
+            xa,
+            xa1,
+        })
+    }
+
+    /// Maps source row `y` (of the image the tables were built on) into `out`.
+    #[inline]
+    pub fn apply_row(&self, src_row: &[u8], y: usize, out: &mut [u8]) {
+        let inv_th = 1.0f32 / self.tile_h as f32;
+        let tyf = y as f32 * inv_th - 0.5f32;
+        let ty1f = tyf.floor();
+        let ya = tyf - ty1f;
+        let ya1 = 1.0f32 - ya;
+        let ty1 = ty1f as isize;
+        let ty2 = (ty1 + 1).min(self.grid_y as isize - 1) as usize;
+        let ty1 = ty1.max(0) as usize;
+        let plane = self.grid_x * 256;
+        let p1 = &self.luts[ty1 * plane..(ty1 + 1) * plane];
+        let p2 = &self.luts[ty2 * plane..(ty2 + 1) * plane];
+        let n = out.len();
+        let (src_row, ind1, ind2) = (&src_row[..n], &self.ind1[..n], &self.ind2[..n]);
+        let (xa, xa1) = (&self.xa[..n], &self.xa1[..n]);
+        for x in 0..n {
+            let v = src_row[x] as usize;
+            let (i1, i2) = (ind1[x] as usize + v, ind2[x] as usize + v);
+            // Same association and order as OpenCV, no fused multiply-add.
+            let top = p1[i1] * xa1[x] + p1[i2] * xa[x];
+            let bottom = p2[i1] * xa1[x] + p2[i2] * xa[x];
+            out[x] = rne_u8(top * ya1 + bottom * ya);
+        }
+    }
+}
+
+/// CLAHE of a whole image, parallel over rows.
+pub fn clahe(src: &GrayView<'_>, clip_limit: f64, grid_x: usize, grid_y: usize) -> Result<Gray> {
+    let luts = ClaheLuts::new(src, clip_limit, grid_x, grid_y)?;
+    let mut out = Gray::new(src.width, src.height);
+    let w = src.width;
+    out.data
+        .par_chunks_mut(w)
+        .enumerate()
+        .for_each(|(y, row)| luts.apply_row(src.row(y), y, row));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflect101_matches_opencv_examples() {
+        // gfedcb|abcdefgh|gfedcba
+        let n = 8;
+        assert_eq!(reflect101(-1, n), 1);
+        assert_eq!(reflect101(8, n), 6);
+        assert_eq!(reflect101(9, n), 5);
+        assert_eq!(reflect101(0, 1), 0);
+        assert_eq!(reflect101(5, 3), 1); // repeated reflection for pads larger than the image
+    }
+
+    #[test]
+    fn rne_rounds_half_to_even() {
+        assert_eq!(rne_u8(0.5), 0);
+        assert_eq!(rne_u8(1.5), 2);
+        assert_eq!(rne_u8(2.5), 2);
+        assert_eq!(rne_u8(254.7), 255);
+        assert_eq!(rne_u8(300.0), 255);
+    }
+
+    #[test]
+    fn constant_image_maps_to_one_value() {
+        let img = Gray::from_vec(64, 64, vec![100; 64 * 64]).unwrap();
+        let out = clahe(&img.view(), 2.0, 8, 8).unwrap();
+        assert!(out.data.iter().all(|&v| v == out.data[0]));
+    }
+
+    #[test]
+    fn no_clip_is_plain_equalisation_per_tile() {
+        // One tile, no clipping: the LUT is the scaled cumulative histogram.
+        let data: Vec<u8> = (0..256).map(|i| i as u8).collect();
+        let img = Gray::from_vec(16, 16, data).unwrap();
+        let out = clahe(&img.view(), 0.0, 1, 1).unwrap();
+        // cdf(v) = v + 1 over 256 pixels -> round((v + 1) * 255 / 256).
+        for (v, &o) in out.data.iter().enumerate() {
+            assert_eq!(o, rne_u8((v as f32 + 1.0) * (255.0f32 / 256.0)));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_parameters() {
+        let img = Gray::new(4, 4);
+        assert!(clahe(&img.view(), -1.0, 8, 8).is_err());
+        assert!(clahe(&img.view(), f64::NAN, 8, 8).is_err());
+        assert!(clahe(&img.view(), 2.0, 0, 8).is_err());
+    }
+
+    #[test]
+    fn tiny_images_with_large_grids_work() {
+        let img = Gray::from_vec(3, 2, vec![1, 2, 3, 4, 5, 6]).unwrap();
+        let out = clahe(&img.view(), 40.0, 16, 16).unwrap();
+        assert_eq!(out.data.len(), 6);
+    }
+}
