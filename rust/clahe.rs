@@ -116,8 +116,8 @@ fn clip_and_lut(hist: &mut [u32; 256], clip: u32, scale: f32, lut: &mut [f32]) {
         for h in hist.iter_mut() {
             *h += batch;
         }
-        if residual > 0 {
-            let step = (256 / residual).max(1) as usize;
+        if let Some(q) = 256u32.checked_div(residual) {
+            let step = q.max(1) as usize;
             let mut i = 0;
             while i < 256 && residual > 0 {
                 hist[i] += 1;

@@ -41,7 +41,10 @@ pub fn sniff(data: &[u8]) -> Option<Format> {
 
 fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<()> {
     if width == 0 || height == 0 {
-        return Err(Error::decode("<bytes>", format!("image has an empty side ({width}x{height})")));
+        return Err(Error::decode(
+            "<bytes>",
+            format!("image has an empty side ({width}x{height})"),
+        ));
     }
     if width.saturating_mul(height) > max_pixels {
         return Err(Error::decode(
@@ -102,9 +105,10 @@ fn decode_png(data: &[u8], max_pixels: u64) -> Result<Gray> {
         match (channels, sixteen) {
             (1 | 2, false) => out.extend(row.chunks_exact(channels).map(|p| p[0])),
             (1 | 2, true) => out.extend(row.chunks_exact(2 * channels).map(|p| p[0])),
-            (3 | 4, false) => out.extend(row.chunks_exact(channels).map(|p| {
-                rgb_to_gray8(p[0], p[1], p[2])
-            })),
+            (3 | 4, false) => out.extend(
+                row.chunks_exact(channels)
+                    .map(|p| rgb_to_gray8(p[0], p[1], p[2])),
+            ),
             (3 | 4, true) => out.extend(row.chunks_exact(2 * channels).map(|p| {
                 let r = u16::from_be_bytes([p[0], p[1]]);
                 let g = u16::from_be_bytes([p[2], p[3]]);
@@ -170,7 +174,13 @@ fn decode_jpeg(data: &[u8], max_pixels: u64) -> Result<Gray> {
 mod tests {
     use super::*;
 
-    fn encode_png(w: u32, h: u32, color: png::ColorType, depth: png::BitDepth, data: &[u8]) -> Vec<u8> {
+    fn encode_png(
+        w: u32,
+        h: u32,
+        color: png::ColorType,
+        depth: png::BitDepth,
+        data: &[u8],
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         {
             let mut enc = png::Encoder::new(&mut out, w, h);
@@ -194,8 +204,17 @@ mod tests {
     #[test]
     fn gray16_keeps_high_byte() {
         let data = [0x12u8, 0xff, 0xab, 0x01];
-        let png = encode_png(2, 1, png::ColorType::Grayscale, png::BitDepth::Sixteen, &data);
-        assert_eq!(decode_gray(&png, DEFAULT_MAX_PIXELS).unwrap().data, vec![0x12, 0xab]);
+        let png = encode_png(
+            2,
+            1,
+            png::ColorType::Grayscale,
+            png::BitDepth::Sixteen,
+            &data,
+        );
+        assert_eq!(
+            decode_gray(&png, DEFAULT_MAX_PIXELS).unwrap().data,
+            vec![0x12, 0xab]
+        );
     }
 
     #[test]
@@ -208,7 +227,13 @@ mod tests {
 
     #[test]
     fn pixel_limit_is_checked_before_decoding() {
-        let png = encode_png(100, 100, png::ColorType::Grayscale, png::BitDepth::Eight, &[0; 10000]);
+        let png = encode_png(
+            100,
+            100,
+            png::ColorType::Grayscale,
+            png::BitDepth::Eight,
+            &[0; 10000],
+        );
         let err = decode_gray(&png, 9999).unwrap_err().to_string();
         assert!(err.contains("over the limit"), "{err}");
     }
@@ -216,7 +241,13 @@ mod tests {
     #[test]
     fn garbage_and_truncation_are_errors() {
         assert!(decode_gray(b"hello", DEFAULT_MAX_PIXELS).is_err());
-        let png = encode_png(64, 64, png::ColorType::Grayscale, png::BitDepth::Eight, &[7; 4096]);
+        let png = encode_png(
+            64,
+            64,
+            png::ColorType::Grayscale,
+            png::BitDepth::Eight,
+            &[7; 4096],
+        );
         assert!(decode_gray(&png[..png.len() / 2], DEFAULT_MAX_PIXELS).is_err());
         assert!(decode_gray(b"\xff\xd8\xff\xe0garbage", DEFAULT_MAX_PIXELS).is_err());
     }
