@@ -67,7 +67,15 @@ pub struct ClaheLuts {
     ind2: Vec<u32>,
     xa: Vec<f32>,
     xa1: Vec<f32>,
+    /// The fast layout, when it fits in memory: for every (tile-row pair, tile-column pair) a
+    /// table of `[L11, L12, L21, L22]` per grey value, so one pixel costs one 16-byte load.
+    quads: Option<Vec<[f32; 4]>>,
+    /// Runs of columns sharing a tile-column pair: `(start, end, pair index)`.
+    segments: Vec<(usize, usize, usize)>,
 }
+
+/// Upper bound on the quad tables (bytes); larger grids use the per-tile tables directly.
+const MAX_QUAD_BYTES: usize = 16 << 20;
 
 fn histogram(src: &GrayView<'_>, rows: &[usize], cols: &ColumnSpan<'_>) -> [u32; 256] {
     // Four sub-histograms avoid the store-to-load stall of repeated equal values.
@@ -179,11 +187,18 @@ impl ClaheLuts {
         let mut ind2 = Vec::with_capacity(w);
         let mut xa = Vec::with_capacity(w);
         let mut xa1 = Vec::with_capacity(w);
+        let mut segments: Vec<(usize, usize, usize)> = Vec::new();
         for x in 0..w {
             let txf = x as f32 * inv_tw - 0.5f32;
             let tx1 = txf.floor();
             let a = txf - tx1;
             let tx1 = tx1 as isize;
+            // Pair index: the unclamped left tile + 1, in 0..=grid_x.
+            let pair = (tx1 + 1) as usize;
+            match segments.last_mut() {
+                Some(seg) if seg.2 == pair => seg.1 = x + 1,
+                _ => segments.push((x, x + 1, pair)),
+            }
             let tx2 = (tx1 + 1).min(grid_x as isize - 1);
             let tx1 = tx1.max(0);
             ind1.push((tx1 as u32) * 256);
@@ -191,6 +206,8 @@ impl ClaheLuts {
             xa.push(a);
             xa1.push(1.0f32 - a);
         }
+        let quads = ((grid_x + 1) * (grid_y + 1) * 256 * 16 <= MAX_QUAD_BYTES)
+            .then(|| build_quads(&luts, grid_x, grid_y));
         Ok(ClaheLuts {
             grid_x,
             grid_y,
@@ -200,6 +217,8 @@ impl ClaheLuts {
             ind2,
             xa,
             xa1,
+            quads,
+            segments,
         })
     }
 
@@ -212,23 +231,71 @@ impl ClaheLuts {
         let ya = tyf - ty1f;
         let ya1 = 1.0f32 - ya;
         let ty1 = ty1f as isize;
+        let n = out.len();
+        let src_row = &src_row[..n];
+        if let Some(quads) = &self.quads {
+            let pair_y = (ty1 + 1) as usize;
+            let band =
+                &quads[pair_y * (self.grid_x + 1) * 256..(pair_y + 1) * (self.grid_x + 1) * 256];
+            for &(start, end, pair_x) in &self.segments {
+                if start >= n {
+                    break;
+                }
+                let end = end.min(n);
+                let table = &band[pair_x * 256..(pair_x + 1) * 256];
+                let cols = start..end;
+                let (xa, xa1) = (&self.xa[cols.clone()], &self.xa1[cols.clone()]);
+                for (((o, &v), &a), &a1) in out[cols.clone()]
+                    .iter_mut()
+                    .zip(&src_row[cols])
+                    .zip(xa)
+                    .zip(xa1)
+                {
+                    let q = table[v as usize];
+                    // Same association and order as OpenCV, no fused multiply-add.
+                    let top = q[0] * a1 + q[1] * a;
+                    let bottom = q[2] * a1 + q[3] * a;
+                    *o = rne_u8(top * ya1 + bottom * ya);
+                }
+            }
+            return;
+        }
         let ty2 = (ty1 + 1).min(self.grid_y as isize - 1) as usize;
         let ty1 = ty1.max(0) as usize;
         let plane = self.grid_x * 256;
         let p1 = &self.luts[ty1 * plane..(ty1 + 1) * plane];
         let p2 = &self.luts[ty2 * plane..(ty2 + 1) * plane];
-        let n = out.len();
-        let (src_row, ind1, ind2) = (&src_row[..n], &self.ind1[..n], &self.ind2[..n]);
+        let (ind1, ind2) = (&self.ind1[..n], &self.ind2[..n]);
         let (xa, xa1) = (&self.xa[..n], &self.xa1[..n]);
         for x in 0..n {
             let v = src_row[x] as usize;
             let (i1, i2) = (ind1[x] as usize + v, ind2[x] as usize + v);
-            // Same association and order as OpenCV, no fused multiply-add.
             let top = p1[i1] * xa1[x] + p1[i2] * xa[x];
             let bottom = p2[i1] * xa1[x] + p2[i2] * xa[x];
             out[x] = rne_u8(top * ya1 + bottom * ya);
         }
     }
+}
+
+/// Interleaves the four tables each pixel blends, for every tile-row and tile-column pair.
+///
+/// Pair `j` along an axis means tiles `(max(j - 1, 0), min(j, grid - 1))`, i.e. the unclamped
+/// first tile index plus one.
+fn build_quads(luts: &[f32], grid_x: usize, grid_y: usize) -> Vec<[f32; 4]> {
+    let pair = |j: usize, grid: usize| (j.saturating_sub(1), j.min(grid - 1));
+    let mut quads = vec![[0f32; 4]; (grid_x + 1) * (grid_y + 1) * 256];
+    for (k, table) in quads.chunks_mut(256).enumerate() {
+        let (jy, jx) = (k / (grid_x + 1), k % (grid_x + 1));
+        let (ty1, ty2) = pair(jy, grid_y);
+        let (tx1, tx2) = pair(jx, grid_x);
+        let lut =
+            |ty: usize, tx: usize| &luts[(ty * grid_x + tx) * 256..(ty * grid_x + tx + 1) * 256];
+        let (l11, l12, l21, l22) = (lut(ty1, tx1), lut(ty1, tx2), lut(ty2, tx1), lut(ty2, tx2));
+        for (v, q) in table.iter_mut().enumerate() {
+            *q = [l11[v], l12[v], l21[v], l22[v]];
+        }
+    }
+    quads
 }
 
 /// CLAHE of a whole image, parallel over rows.
@@ -292,6 +359,24 @@ mod tests {
         assert!(clahe(&img.view(), -1.0, 8, 8).is_err());
         assert!(clahe(&img.view(), f64::NAN, 8, 8).is_err());
         assert!(clahe(&img.view(), 2.0, 0, 8).is_err());
+    }
+
+    #[test]
+    fn quad_tables_and_plain_tables_agree() {
+        let data: Vec<u8> = (0..97 * 61).map(|i| ((i * 37) ^ (i >> 3)) as u8).collect();
+        let img = Gray::from_vec(97, 61, data).unwrap();
+        let luts = ClaheLuts::new(&img.view(), 3.0, 5, 7).unwrap();
+        let plain = ClaheLuts {
+            quads: None,
+            ..ClaheLuts::new(&img.view(), 3.0, 5, 7).unwrap()
+        };
+        assert!(luts.quads.is_some());
+        let (mut a, mut b) = (vec![0u8; 97], vec![0u8; 97]);
+        for y in 0..61 {
+            luts.apply_row(img.view().row(y), y, &mut a);
+            plain.apply_row(img.view().row(y), y, &mut b);
+            assert_eq!(a, b, "row {y}");
+        }
     }
 
     #[test]

@@ -168,13 +168,14 @@ fn fused_area_general(
         .filter(|t| t.si >= xp && t.si < xp + w)
         .map(|t| AreaTap { si: t.si - xp, ..t })
         .collect();
+    let xranges = tap_ranges(&xtaps, size);
     let ytaps = area_taps(m, size, scale);
     let mut hbuf = vec![0f32; h * size];
     hbuf.par_chunks_mut(size).enumerate().for_each_init(
         || vec![0u8; w],
         |row, (y, buf)| {
             luts.apply_row(view.row(y), y, row);
-            area_hpass(row, &xtaps, buf);
+            area_hpass(row, &xtaps, &xranges, buf);
         },
     );
     let ranges = tap_ranges(&ytaps, size);

@@ -177,12 +177,24 @@ pub fn area_taps(ssize: usize, dsize: usize, scale: f64) -> Vec<AreaTap> {
     tab
 }
 
-/// Horizontal area pass of one source row into `buf` (zeroed here), in table order.
+/// Horizontal area pass of one source row into `buf`, each output summed in table order.
+///
+/// `ranges[d]` lists output `d`'s taps (see [`tap_ranges`]). Summing in a register per output
+/// performs exactly OpenCV's sequence of f32 operations (`0 + s0*a0 + s1*a1 + ...`) without
+/// its read-modify-write of `buf` on every tap.
 #[inline]
-pub fn area_hpass(row: &[u8], taps: &[AreaTap], buf: &mut [f32]) {
-    buf.iter_mut().for_each(|b| *b = 0.0);
-    for t in taps {
-        buf[t.di] += row[t.si] as f32 * t.alpha;
+pub fn area_hpass(
+    row: &[u8],
+    taps: &[AreaTap],
+    ranges: &[std::ops::Range<usize>],
+    buf: &mut [f32],
+) {
+    for (b, r) in buf.iter_mut().zip(ranges) {
+        let mut acc = 0.0f32;
+        for t in &taps[r.clone()] {
+            acc += row[t.si] as f32 * t.alpha;
+        }
+        *b = acc;
     }
 }
 
@@ -235,10 +247,11 @@ pub fn area_vpass<'b>(
 fn area_general(src: &GrayView<'_>, width: usize, height: usize, sx: f64, sy: f64) -> Gray {
     let xtaps = area_taps(src.width, width, sx);
     let ytaps = area_taps(src.height, height, sy);
+    let xranges = tap_ranges(&xtaps, width);
     let mut hbuf = vec![0f32; src.height * width];
     hbuf.par_chunks_mut(width)
         .enumerate()
-        .for_each(|(y, buf)| area_hpass(src.row(y), &xtaps, buf));
+        .for_each(|(y, buf)| area_hpass(src.row(y), &xtaps, &xranges, buf));
     let ranges = tap_ranges(&ytaps, height);
     let mut out = Gray::new(width, height);
     out.data

@@ -18,7 +18,7 @@ input channel instead of three takes 6,272 off, the 120 convolution biases add 1
 sex branch and head add 33,769.
 
 ``densenet121_cbam`` (beyond the paper, after its "future work") puts a CBAM module (reduction
-16, 7x7 spatial kernel) after each of the four dense blocks: 7,145,069 parameters (+69,828).
+16, 7x7 spatial kernel) after each of the four dense blocks: 7,381,733 parameters (+306,492).
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def _densenet(
     if dropout:
         x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     out = regression_output(x, uncertainty=uncertainty, kernel_regularizer=reg, mean_bias=mean_bias)
-    return keras.Model(inputs={"image": image, "male": male}, outputs=out, name=name)
+    return keras.Model(inputs=[image, male], outputs=out, name=name)
 
 
 @register("densenet121")
