@@ -6,11 +6,15 @@ pub mod clahe;
 pub mod decode;
 pub mod error;
 pub mod image;
+pub mod localise;
+pub mod pipeline;
 pub mod preprocess;
 pub mod resize;
 
 #[cfg(feature = "python")]
 mod py_image;
+#[cfg(feature = "python")]
+mod py_pipeline;
 
 #[cfg(feature = "python")]
 #[pyo3::pymodule]
@@ -18,5 +22,6 @@ fn _native(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
     use pyo3::types::PyModuleMethods;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     py_image::register(m)?;
+    py_pipeline::register(m)?;
     Ok(())
 }

@@ -151,7 +151,7 @@ fn side(v: i64, what: &str) -> PyResult<usize> {
     Ok(v as usize)
 }
 
-fn params(size: i64, clip_limit: f64, tile_grid: (i64, i64)) -> PyResult<Params> {
+pub(crate) fn params(size: i64, clip_limit: f64, tile_grid: (i64, i64)) -> PyResult<Params> {
     let (grid_x, grid_y) = grid(tile_grid)?;
     core_clahe::check_params(clip_limit, grid_x, grid_y).map_err(to_pyerr)?;
     Ok(Params {
@@ -162,7 +162,7 @@ fn params(size: i64, clip_limit: f64, tile_grid: (i64, i64)) -> PyResult<Params>
     })
 }
 
-fn threads_arg(threads: Option<i64>) -> PyResult<Option<usize>> {
+pub(crate) fn threads_arg(threads: Option<i64>) -> PyResult<Option<usize>> {
     match threads {
         None => Ok(None),
         Some(n) if (1..=1024).contains(&n) => Ok(Some(n as usize)),
@@ -172,7 +172,7 @@ fn threads_arg(threads: Option<i64>) -> PyResult<Option<usize>> {
     }
 }
 
-fn max_pixels_arg(max_pixels: i64) -> PyResult<u64> {
+pub(crate) fn max_pixels_arg(max_pixels: i64) -> PyResult<u64> {
     if max_pixels < 1 {
         return Err(PyValueError::new_err(format!(
             "max_pixels must be positive, got {max_pixels}"
