@@ -6,3 +6,5 @@ pub mod error;
 pub mod image;
 pub mod resize;
 pub mod decode;
+pub mod tfrecord;
+
