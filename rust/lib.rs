@@ -8,3 +8,12 @@ pub mod resize;
 pub mod decode;
 pub mod tfrecord;
 
+#[cfg(feature = "python")]
+mod py_tfrecord;
+
+#[cfg(feature = "python")]
+#[pyo3::pymodule]
+fn _native(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+    py_tfrecord::register(m)?;
+    Ok(())
+}

@@ -899,7 +899,7 @@ enum Step {
 /// Reads the records of one TFRecord file, plain or GZIP (detected from the content).
 pub struct RecordReader {
     path: PathBuf,
-    src: Box<dyn Read + Send>,
+    src: Box<dyn Read + Send + Sync>,
     gzip: bool,
     /// Size of a plain file (bounds a record's announced length before reading it).
     file_len: Option<u64>,
@@ -955,7 +955,7 @@ impl RecordReader {
         let n = read_up_to(&mut file, &mut head).map_err(io_err)?;
         file.seek(SeekFrom::Start(0)).map_err(io_err)?;
         let gzip = looks_gzip(&head[..n]);
-        let (src, file_len): (Box<dyn Read + Send>, _) = if gzip {
+        let (src, file_len): (Box<dyn Read + Send + Sync>, _) = if gzip {
             let reader = BufReader::with_capacity(256 << 10, file);
             (Box::new(MultiGzDecoder::new(reader)), None)
         } else {
