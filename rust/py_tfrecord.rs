@@ -4,7 +4,7 @@
 //! Arguments are checked and copied out of Python objects while the GIL is held; encoding,
 //! checksums, compression and file I/O run with the GIL released. Errors map to `ValueError`
 //! (bad arguments, use after close), `OSError` with errno and file name (I/O; Python picks the
-//! subclass, e.g. `PermissionError`) and `CorruptRecordError(OSError)` with `filename` and
+//! subclass, e.g. `PermissionError`) and `CorruptRecordError(OSError)` with `path` and
 //! `offset` attributes (corrupt or truncated records).
 
 use std::collections::VecDeque;
@@ -31,7 +31,7 @@ pyo3::create_exception!(
     CorruptRecordError,
     PyOSError,
     "A corrupt or truncated TFRecord record (or one that is not a tf.train.Example).\n\n\
-     `filename` is the file and `offset` the byte offset of the record's start (in the \
+     `path` is the file and `offset` the byte offset of the record's start (in the \
      decompressed stream for a GZIP file)."
 );
 
@@ -70,7 +70,9 @@ fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
             let value = err.value(py);
             // Setting attributes on a fresh OSError instance cannot fail in practice; if it
             // did, the message still carries both.
-            let _ = value.setattr("filename", name);
+            // `path`, not OSError's `filename`: setting that would rewrite str(err) as
+            // "[Errno None] None: 'path'" and hide the reason.
+            let _ = value.setattr("path", name);
             let _ = value.setattr("offset", offset);
             err
         }
@@ -977,7 +979,7 @@ impl RecordReader {
         self.inner.problems().len()
     }
 
-    /// (filename, offset, message) of each skipped stretch.
+    /// (path, offset, message) of each skipped stretch.
     #[getter]
     fn problems(&self) -> Vec<(String, u64, String)> {
         problems_list(&self.inner)
@@ -1050,7 +1052,7 @@ impl ExampleReader {
         self.inner.problems().len()
     }
 
-    /// (filename, offset, message) of each skipped stretch.
+    /// (path, offset, message) of each skipped stretch.
     #[getter]
     fn problems(&self) -> Vec<(String, u64, String)> {
         problems_list(&self.inner)
@@ -1122,6 +1124,19 @@ fn read_examples(
     })
 }
 
+/// Number of records in one or more TFRecord files (plain files are walked header to header).
+#[pyfunction]
+fn count_records(py: Python<'_>, paths: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let paths = paths_arg(paths)?;
+    py.allow_threads(|| {
+        paths
+            .iter()
+            .map(|p| tfrecord::count_records(p))
+            .sum::<crate::error::Result<u64>>()
+    })
+    .map_err(|e| to_pyerr(py, e))
+}
+
 /// The serialised tf.train.Example that ShardWriter.write would store for these arguments.
 #[pyfunction]
 #[pyo3(signature = (image, id, male=None, age=None, **extra))]
@@ -1172,5 +1187,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_example, m)?)?;
     m.add_function(wrap_pyfunction!(decode_example, m)?)?;
     m.add_function(wrap_pyfunction!(shard_index, m)?)?;
+    m.add_function(wrap_pyfunction!(count_records, m)?)?;
     Ok(())
 }

@@ -1228,6 +1228,73 @@ impl RecordReader {
     }
 }
 
+/// Counts the records of a file without reading their data where it can: a plain file is
+/// walked header to header (each length checksum verified, data skipped by seeking); a GZIP
+/// file has to be decompressed, and is read in full (every checksum verified). Corruption or
+/// truncation is an `Error::Record`, as when reading.
+pub fn count_records(path: &Path) -> Result<u64> {
+    let mut reader = RecordReader::open(path)?;
+    if reader.is_gzip() {
+        let mut n = 0;
+        while reader.next_record()?.is_some() {
+            n += 1;
+        }
+        return Ok(n);
+    }
+    let io_err = |e| Error::io(path, e);
+    let mut file = File::open(path).map_err(io_err)?;
+    let file_len = file.metadata().map_err(io_err)?.len();
+    let (mut offset, mut n) = (0u64, 0u64);
+    let mut header = [0u8; HEADER_LEN];
+    while offset < file_len {
+        let got = read_up_to(&mut file, &mut header).map_err(io_err)?;
+        if got < HEADER_LEN {
+            return Err(Error::record(
+                path,
+                offset,
+                format!(
+                    "truncated record at byte offset {offset}: the file ends {got} bytes into \
+                     its 12-byte header"
+                ),
+            ));
+        }
+        let len = u64::from_le_bytes([
+            header[0], header[1], header[2], header[3], header[4], header[5], header[6], header[7],
+        ]);
+        let stored = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
+        let computed = masked_crc32c(&header[..8]);
+        if stored != computed {
+            return Err(Error::record(
+                path,
+                offset,
+                format!(
+                    "corrupt record header at byte offset {offset} (length checksum mismatch: \
+                     stored {stored:#010x}, computed {computed:#010x})"
+                ),
+            ));
+        }
+        let end = len
+            .checked_add((HEADER_LEN + FOOTER_LEN) as u64)
+            .and_then(|t| offset.checked_add(t))
+            .filter(|&end| end <= file_len);
+        let Some(end) = end else {
+            return Err(Error::record(
+                path,
+                offset,
+                format!(
+                    "truncated record at byte offset {offset}: its header announces {len} data \
+                     bytes (+4 checksum bytes) but the file ends {} bytes after the header",
+                    file_len - offset - HEADER_LEN as u64
+                ),
+            ));
+        };
+        file.seek(SeekFrom::Start(end)).map_err(io_err)?;
+        offset = end;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Reads the records of several files in turn, strictly or skipping corrupt stretches.
 ///
 /// Files open one at a time, as they are reached; their existence is checked up front.
@@ -1832,6 +1899,29 @@ mod tests {
         let data = vec![7u8; 0x8b1f];
         fs::write(&odd, frame(&data)).unwrap();
         assert_eq!(read_all(&odd)[0].data, data);
+    }
+
+    #[test]
+    fn counting() {
+        let dir = TempDir::new("count");
+        let (path, bytes, second) = two_record_file(&dir.0);
+        assert_eq!(count_records(&path).unwrap(), 3);
+        fs::write(&path, &bytes[..bytes.len() - 2]).unwrap();
+        let msg = count_records(&path).unwrap_err().to_string();
+        assert!(msg.contains("truncated record"), "{msg}");
+        let mut bad = bytes.clone();
+        bad[second + 3] ^= 1;
+        fs::write(&path, &bad).unwrap();
+        let msg = count_records(&path).unwrap_err().to_string();
+        assert!(msg.contains(&format!("offset {second}")), "{msg}");
+        let sums = write_cases(
+            &dir.0,
+            2,
+            Compression::Gzip { level: 1 },
+            &["a", "b", "c", "d"],
+        );
+        let total: u64 = sums.iter().map(|s| count_records(&s.path).unwrap()).sum();
+        assert_eq!(total, 4);
     }
 
     #[test]
