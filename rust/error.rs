@@ -1,8 +1,8 @@
 //! One error type for the whole native core.
 //!
 //! Every failure is a value, never a panic: the bindings map `Error::Value` to Python's
-//! `ValueError` and `Error::Io` / `Error::Decode` to `OSError`, each carrying the path (when
-//! there is one) and the reason.
+//! `ValueError` and `Error::Io` / `Error::Decode` / `Error::Record` to `OSError` (or a
+//! subclass), each carrying the path (when there is one) and the reason.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,15 @@ pub enum Error {
     /// Bytes that do not decode as a supported image (or a corrupt record).
     #[error("{what}: {reason}")]
     Decode { what: String, reason: String },
+    /// A corrupt or truncated record inside a record file (TFRecord). `offset` is the byte
+    /// offset of the record's start (in the decompressed stream for a GZIP file); `reason`
+    /// already names the offset, so the message reads on its own.
+    #[error("{path}: {reason}")]
+    Record {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -40,6 +49,14 @@ impl Error {
     pub fn decode(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Decode {
             what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub fn record(path: &Path, offset: u64, reason: impl Into<String>) -> Self {
+        Error::Record {
+            path: path.to_path_buf(),
+            offset,
             reason: reason.into(),
         }
     }

@@ -10,11 +10,14 @@ pub mod localise;
 pub mod pipeline;
 pub mod preprocess;
 pub mod resize;
+pub mod tfrecord;
 
 #[cfg(feature = "python")]
 mod py_image;
 #[cfg(feature = "python")]
 mod py_pipeline;
+#[cfg(feature = "python")]
+mod py_tfrecord;
 
 #[cfg(feature = "python")]
 #[pyo3::pymodule]
@@ -23,5 +26,6 @@ fn _native(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     py_image::register(m)?;
     py_pipeline::register(m)?;
+    py_tfrecord::register(m)?;
     Ok(())
 }

@@ -30,7 +30,7 @@ pub fn to_pyerr(e: Error) -> PyErr {
             }
             None => PyOSError::new_err(format!("{}: {source}", path.display())),
         },
-        e @ Error::Decode { .. } => PyOSError::new_err(e.to_string()),
+        e @ (Error::Decode { .. } | Error::Record { .. }) => PyOSError::new_err(e.to_string()),
     }
 }
 
