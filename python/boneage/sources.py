@@ -31,10 +31,7 @@ class Item:
 
 
 def _too_big(size: int, label: str) -> Callable[[], bytes]:
-    def fail() -> bytes:
-        raise OSError(f"{label}: {size} bytes is over the {MAX_MEMBER_BYTES} byte limit")
-
-    return fail
+    return _fail(f"{label}: {size} bytes is over the {MAX_MEMBER_BYTES} byte limit")
 
 
 def _case_id(name: str) -> str:
@@ -56,16 +53,18 @@ def _folder(root: Path) -> Iterator[Item]:
 
 
 def _zip(path: Path) -> Iterator[Item]:
-    with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
-            if info.is_dir() or PurePosixPath(info.filename).name.startswith("."):
-                continue
-            label = f"{path}!{info.filename}"
-            if info.file_size > MAX_MEMBER_BYTES:
-                reader = _too_big(info.file_size, label)
-            else:
-                reader = _reader_zip(zf, info)
-            yield Item(label, _case_id(info.filename), _is_image(info.filename), reader)
+    # Left open (not a `with`): items are read in batches, possibly after this generator has
+    # moved past them or finished; the file closes when the last reader is dropped.
+    zf = zipfile.ZipFile(path)
+    for info in zf.infolist():
+        if info.is_dir() or PurePosixPath(info.filename).name.startswith("."):
+            continue
+        label = f"{path}!{info.filename}"
+        if info.file_size > MAX_MEMBER_BYTES:
+            reader = _too_big(info.file_size, label)
+        else:
+            reader = _reader_zip(zf, info)
+        yield Item(label, _case_id(info.filename), _is_image(info.filename), reader)
 
 
 def _reader_zip(zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> Callable[[], bytes]:
@@ -88,13 +87,22 @@ def _tar(path: Path) -> Iterator[Item]:
 
 
 def _reader_tar(tf: tarfile.TarFile, member: tarfile.TarInfo, label: str) -> Callable[[], bytes]:
-    def read() -> bytes:
-        f = tf.extractfile(member)
-        if f is None:
-            raise OSError(f"{label}: cannot read this archive member")
-        return f.read()
+    # A stream cannot go back, so the member is read now, while the stream is on it.
+    f = tf.extractfile(member)
+    if f is None:
+        return _fail(f"{label}: cannot read this archive member")
+    try:
+        data = f.read()
+    except (OSError, tarfile.TarError) as e:
+        return _fail(f"{label}: {e}")
+    return lambda: data
 
-    return read
+
+def _fail(message: str) -> Callable[[], bytes]:
+    def fail() -> bytes:
+        raise OSError(message)
+
+    return fail
 
 
 def is_archive(path: Path) -> bool:
