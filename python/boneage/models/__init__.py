@@ -2,7 +2,7 @@
 
     import boneage.models as bm
 
-    bm.available()          # ['densenet121', 'densenet121_cbam', 'resnet34_cbam']
+    bm.available()          # ['densenet121', 'densenet121_cbam', 'resnet34_cbam', 'small_cnn']
     model = bm.build_model("densenet121", image_size=256)
     age = model.predict({"image": images, "male": male})   # (batch, 1), months, float32
 
@@ -66,12 +66,10 @@ def build_model(name: str, image_size: int = 256, **options: Any) -> keras.Model
     try:
         builder = _REGISTRY[key]
     except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}; available: {', '.join(available())}"
-        ) from None
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(available())}") from None
     return builder(image_size=int(image_size), **options)
 
 
 # The builder modules register themselves on import; the layers, loss and metric register
 # with Keras's serialisation on import. Imported last because they need ``register``.
-from boneage.models import densenet, layers, losses, resnet_cbam  # noqa: E402, F401
+from boneage.models import densenet, layers, losses, resnet_cbam, small  # noqa: E402, F401

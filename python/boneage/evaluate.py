@@ -1,0 +1,112 @@
+"""``python -m boneage.evaluate RUN_OR_MODEL --data DIR --split test``: how good is a model?
+
+Prints and writes the paper's metrics (MAE, RMSE, R^2) plus median and 90th-percentile
+error, errors by sex and by age band, each with a bootstrap 95 % confidence interval; plots
+(prediction vs truth, Bland-Altman, error histogram) and a Markdown report. ``--compare``
+sets two or more models side by side, like the paper's Table IV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m boneage.evaluate",
+        description="Evaluate a trained model (a .keras file or a run directory) on a split of shards.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("model", nargs="?", help="model file or run directory")
+    p.add_argument("--data", help="shard directory (default: the run's own data)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", help="report directory (default: <run>/eval-<split>)")
+    p.add_argument("--tta", type=int, default=0, help="test-time augmentation copies to average")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--compare", nargs="+", metavar="RUN", help="compare these models side by side")
+    return p
+
+
+def _default_data(model_path: str) -> str | None:
+    run = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
+    cfg = run / "config.json"
+    if cfg.exists():
+        return str(json.loads(cfg.read_text()).get("data"))
+    return None
+
+
+def evaluate_one(model_path: str, data: str, split: str, tta: int, n_boot: int, batch: int) -> dict[str, Any]:
+    from boneage import metrics, modelio
+    from boneage.evaluation import predict_split
+
+    model, meta = modelio.load(model_path)
+    pred = predict_split(model, data, split, batch_size=batch, tta=tta)
+    labelled = ~(pred.y_true != pred.y_true)  # drop unlabeled (NaN) cases
+    summary = metrics.summary(pred.y_true[labelled], pred.y_pred[labelled], pred.male[labelled], n_boot=n_boot)
+    summary["model"] = str(modelio.resolve(model_path))
+    summary["model_name"] = meta.model_name
+    summary["params"] = int(model.count_params())
+    summary["split"] = split
+    summary["tta"] = tta
+    summary["_arrays"] = (pred.y_true[labelled], pred.y_pred[labelled])
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    models = args.compare or ([args.model] if args.model else [])
+    if not models:
+        print("error: give a model (file or run directory) or --compare RUN RUN", file=sys.stderr)
+        return 2
+    from boneage import report
+
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for mp in models:
+            data = args.data or _default_data(mp)
+            if not data:
+                raise ValueError(f"{mp}: no --data given and the run records none")
+            results[mp] = evaluate_one(mp, data, args.split, args.tta, args.bootstrap, args.batch_size)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.compare:
+        table = report.compare_table({k: _public(v) for k, v in results.items()})
+        print(table)
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "comparison.md").write_text(table + "\n")
+        return 0
+    mp = models[0]
+    res = results[mp]
+    run = Path(mp) if Path(mp).is_dir() else Path(mp).parent
+    out = Path(args.out) if args.out else run / f"eval-{args.split}"
+    out.mkdir(parents=True, exist_ok=True)
+    y_true, y_pred = res["_arrays"]
+    plots = report.plot_predictions(y_true, y_pred, out)
+    public = _public(res)
+    (out / "metrics.json").write_text(json.dumps(public, indent=2))
+    md = report.write_report(public, plots, out, title=f"boneage evaluation: {Path(mp).name} on {args.split}")
+    if args.json:
+        print(json.dumps(public, indent=2))
+    else:
+        print(f"{public['n']} cases: MAE {public['mae']:.2f}, RMSE {public['rmse']:.2f}, R^2 {public['r2']:.3f}")
+        print(f"report: {md}")
+    return 0
+
+
+def _public(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if not k.startswith("_")}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

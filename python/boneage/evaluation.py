@@ -1,0 +1,107 @@
+"""Predictions over a split of shards, and the figures computed from them.
+
+Shared by training (the final held-out evaluation), ``boneage.evaluate`` and the tests, so
+every number the project reports comes from one code path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from boneage import _native as native
+
+
+@dataclass
+class Predictions:
+    ids: list[str]
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    male: np.ndarray
+    sigma: np.ndarray | None
+
+
+def load_split(data: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """All images (uint8, N x H x W), male, age and ids of one split, in shard order."""
+    from boneage.data import find_shards
+
+    files = find_shards(data, split)
+    images, male, age, ids = [], [], [], []
+    for ex in native.read_examples([str(f) for f in files]):
+        images.append(ex["image"])
+        male.append(ex.get("male", -1))
+        age.append(ex.get("age", np.nan))
+        ids.append(ex["id"])
+    if not images:
+        raise ValueError(f"split {split!r} in {data} has no records")
+    return (
+        np.stack(images),
+        np.asarray(male, np.float32),
+        np.asarray(age, np.float32),
+        ids,
+    )
+
+
+def to_model_inputs(images: np.ndarray, male: np.ndarray, size: int) -> dict[str, np.ndarray]:
+    """uint8 images -> the model's float inputs, resized (INTER_AREA, padded) when needed."""
+    if images.shape[1] != size or images.shape[2] != size:
+        images = np.stack([native.resize_area(native.pad_to_square(im), size, size) for im in images])
+    return {
+        "image": (images.astype(np.float32) * np.float32(1.0 / 255.0))[..., None],
+        "male": male.astype(np.float32)[:, None],
+    }
+
+
+def predict_arrays(
+    model: Any, images: np.ndarray, male: np.ndarray, batch_size: int = 64, tta: int = 0, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Mean prediction (months) and sigma (None without uncertainty) for uint8 images.
+
+    ``tta`` > 0 averages over that many mildly augmented copies plus the original (the
+    training augmentation, at half strength), a common way to shave a little error.
+    """
+    from boneage.models.heads import split_prediction
+
+    size = int(model.inputs[0].shape[1])
+    inputs = to_model_inputs(images, male, size)
+    mean, sigma = split_prediction(model.predict(inputs, batch_size=batch_size, verbose=0))
+    if tta > 0:
+        from boneage.data import Augment
+        from boneage.pydataset import augment_batch
+
+        cfg = Augment(rotation=5.0, shift=0.03, zoom=0.05, brightness=0.05, contrast=0.05)
+        rng = np.random.default_rng(seed)
+        runs = [mean]
+        for _ in range(tta):
+            x = augment_batch(inputs["image"][..., 0], cfg, rng)[..., None]
+            m, _ = split_prediction(
+                model.predict({"image": x, "male": inputs["male"]}, batch_size=batch_size, verbose=0)
+            )
+            runs.append(m)
+        mean = np.mean(runs, axis=0)
+    return mean, sigma
+
+
+def predict_split(
+    model: Any, data: str | os.PathLike[str], split: str, batch_size: int = 64, tta: int = 0
+) -> Predictions:
+    images, male, age, ids = load_split(data, split)
+    mean, sigma = predict_arrays(model, images, male, batch_size, tta)
+    return Predictions(ids, age.astype(np.float64), mean, male, sigma)
+
+
+def training_mean_age(data: str | os.PathLike[str], split: str = "train") -> float:
+    """Mean bone age of a split: what the predict-the-mean baseline predicts."""
+    from boneage.data import find_shards
+
+    ages = [
+        ex["age"]
+        for ex in native.read_examples([str(f) for f in find_shards(data, split)])
+        if ex.get("age") is not None
+    ]
+    if not ages:
+        raise ValueError(f"no labelled records in split {split!r} of {data}")
+    return float(np.mean(ages))

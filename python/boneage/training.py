@@ -1,0 +1,281 @@
+"""The training loop behind ``python -m boneage.train`` (the CLI only parses arguments).
+
+The paper's recipe: AdamW (lr 5e-3, weight decay 0.01), Huber loss (delta 15 months), a
+cosine schedule with a 20 % warm-up, early stopping on validation MAE (patience 3, best
+weights restored), best-model checkpoint. Runs under TensorFlow (tf.data) or JAX/PyTorch
+(the native shard reader through a Keras PyDataset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    model: str = "densenet121"
+    data: str = "data"
+    out: str = "runs/latest"
+    demo: bool = False
+    image_size: int = 256
+    batch_size: int = 64
+    epochs: int = 60
+    lr: float = 5e-3
+    weight_decay: float = 0.01
+    huber_delta: float = 15.0
+    warmup: float = 0.2
+    patience: int = 3
+    seed: int = 0
+    mixed_precision: str = "auto"
+    augment: bool = True
+    uncertainty: bool = False
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    steps_per_epoch: int | None = None
+    distribute: str = "auto"
+    clip_limit: float = 2.0
+    tile_grid: tuple[int, int] = (8, 8)
+    localiser: str = "auto"
+    verbose: int = 2
+    max_minutes: float | None = None
+    demo_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def _policy(mode: str) -> str:
+    import keras
+
+    if mode == "off":
+        return "float32"
+    if mode == "bf16":
+        return "mixed_bfloat16"
+    if mode == "on":
+        return "mixed_float16"
+    # auto: only where it pays (a GPU); CPUs are slower in float16.
+    from boneage.distribution import devices
+
+    gpu = any("gpu" in d.lower() or "cuda" in d.lower() for d in devices())
+    return "mixed_float16" if gpu and keras.backend.backend() != "jax" else (
+        "mixed_bfloat16" if gpu else "float32"
+    )
+
+
+def datasets(cfg: TrainConfig) -> tuple[Any, Any, int, int]:
+    """(train, val, number of training cases, steps per epoch) for the current backend."""
+    import keras
+
+    from boneage import _native as native
+    from boneage.data import find_shards
+
+    n_train = native.count_records([str(f) for f in find_shards(cfg.data, cfg.train_split)])
+    if n_train < cfg.batch_size:
+        raise ValueError(
+            f"{n_train} training cases is fewer than one batch of {cfg.batch_size}; "
+            "lower --batch-size"
+        )
+    steps = cfg.steps_per_epoch or n_train // cfg.batch_size
+    if keras.backend.backend() == "tensorflow":
+        from boneage.data import make_dataset
+
+        train = make_dataset(cfg.data, cfg.train_split, cfg.batch_size, cfg.image_size,
+                             training=True, augment=cfg.augment, seed=cfg.seed)  # fmt: skip
+        val = make_dataset(cfg.data, cfg.val_split, cfg.batch_size, cfg.image_size, training=False)
+    else:
+        from boneage.pydataset import ShardDataset
+
+        train = ShardDataset(cfg.data, cfg.train_split, cfg.batch_size, cfg.image_size,
+                             training=True, augment=cfg.augment, seed=cfg.seed)  # fmt: skip
+        val = ShardDataset(cfg.data, cfg.val_split, cfg.batch_size, cfg.image_size, training=False)
+        steps = cfg.steps_per_epoch or len(train)
+    return train, val, n_train, steps
+
+
+def compile_model(model: Any, cfg: TrainConfig, total_steps: int) -> None:
+    import keras
+
+    from boneage.models.losses import GaussianNLL, mean_absolute_error_of_mean
+    from boneage.schedules import WarmupCosine
+
+    schedule = WarmupCosine(peak_lr=cfg.lr, total_steps=total_steps, warmup_fraction=cfg.warmup)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+    if cfg.uncertainty:
+        loss: Any = GaussianNLL()
+        metrics: list[Any] = [mean_absolute_error_of_mean]
+    else:
+        loss = keras.losses.Huber(delta=cfg.huber_delta)
+        metrics = [
+            keras.metrics.MeanAbsoluteError(name="mae"),
+            keras.metrics.RootMeanSquaredError(name="rmse"),
+            keras.metrics.R2Score(name="r2"),
+        ]
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Trains, checkpoints, evaluates on the test split; returns the test metrics."""
+    import keras
+
+    from boneage import distribution, modelio
+    from boneage.models import build_model
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state_file = out / "state.json"
+    if resume:
+        if not (out / "last.keras").exists() or not state_file.exists():
+            raise FileNotFoundError(f"{out}: nothing to resume (no last.keras / state.json)")
+        saved = json.loads((out / "config.json").read_text())
+        saved["tile_grid"] = tuple(saved["tile_grid"])
+        saved.update(epochs=cfg.epochs, verbose=cfg.verbose)
+        cfg = TrainConfig(**saved)
+    keras.utils.set_random_seed(cfg.seed)
+    policy = _policy(cfg.mixed_precision)
+    keras.mixed_precision.set_global_policy(policy)
+
+    if cfg.demo:
+        from boneage.demo_data import make_synthetic
+        from boneage.train import DEMO_SIZES
+
+        cfg.demo_sizes = cfg.demo_sizes or dict(DEMO_SIZES)
+        make_synthetic(Path(cfg.data), cfg.demo_sizes, cfg.image_size, cfg.seed)
+    train_ds, val_ds, n_train, steps = datasets(cfg)
+    total_steps = steps * cfg.epochs
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+
+    meta = modelio.ModelMeta(
+        preprocessing=modelio.Preprocessing(cfg.image_size, cfg.clip_limit, cfg.tile_grid, cfg.localiser),
+        model_name=cfg.model,
+        uncertainty=cfg.uncertainty,
+        extra={"trained_on": cfg.data, "demo": cfg.demo},
+    )
+    initial_epoch = 0
+    with distribution.scope(cfg.distribute) as dist:
+        if resume:
+            model, _ = modelio.load(out / "last.keras")
+            initial_epoch = int(json.loads(state_file.read_text())["epoch"])
+        else:
+            from boneage.evaluation import training_mean_age
+
+            # Starting the output at the mean age spares the first epochs a 127-month climb.
+            model = build_model(cfg.model, cfg.image_size, uncertainty=cfg.uncertainty,
+                                mean_bias=training_mean_age(cfg.data, cfg.train_split))  # fmt: skip
+        compile_model(model, cfg, total_steps)
+        if resume:
+            # Put the optimizer's step where the schedule left it.
+            model.optimizer.iterations.assign(initial_epoch * steps)
+    monitor = "val_mean_absolute_error_of_mean" if cfg.uncertainty else "val_mae"
+    callbacks = _callbacks(cfg, out, meta, monitor, resume)
+    try:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=cfg.epochs,
+            steps_per_epoch=steps,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=cfg.verbose,
+        )
+    finally:
+        _plots(out, cfg, total_steps)
+    return finish(out, cfg, model, meta, dist, policy, n_train)
+
+
+def _callbacks(cfg: TrainConfig, out: Path, meta: Any, monitor: str, resume: bool) -> list[Any]:
+    import keras
+
+    from boneage import modelio
+
+    class Checkpoints(keras.callbacks.Callback):
+        """best.keras when the monitored MAE improves, last.keras + state.json every epoch."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.best = math.inf
+            if resume and (out / "state.json").exists():
+                self.best = json.loads((out / "state.json").read_text()).get("best", math.inf)
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            value = float((logs or {}).get(monitor, math.inf))
+            if value < self.best:
+                self.best = value
+                modelio.save(self.model, out / "best.keras", meta)
+            modelio.save(self.model, out / "last.keras", meta)
+            (out / "state.json").write_text(json.dumps({"epoch": epoch + 1, "best": self.best}))
+
+    class TimeLimit(keras.callbacks.Callback):
+        """Stops after the epoch that crosses the time budget (best weights still restored)."""
+
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            import time
+
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            import time
+
+            if cfg.max_minutes and time.perf_counter() - self.start > cfg.max_minutes * 60:
+                self.model.stop_training = True
+
+    return [
+        TimeLimit(),
+        Checkpoints(),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=cfg.patience, restore_best_weights=True, mode="min"
+        ),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+        keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+
+
+def _plots(out: Path, cfg: TrainConfig, total_steps: int) -> None:
+    from boneage import report
+    from boneage.schedules import WarmupCosine
+
+    if (out / "history.csv").exists() and (out / "history.csv").stat().st_size > 0:
+        try:
+            report.plot_history(out / "history.csv", out)
+        except (ValueError, KeyError):
+            pass  # too little history to plot (e.g. interrupted in the first epoch)
+    sched = WarmupCosine(peak_lr=cfg.lr, total_steps=max(total_steps, 1), warmup_fraction=cfg.warmup)
+    report.plot_schedule(sched, max(total_steps, 1), out / "lr_schedule.png")
+
+
+def finish(
+    out: Path, cfg: TrainConfig, model: Any, meta: Any, dist: dict[str, Any], policy: str, n_train: int
+) -> dict[str, Any]:
+    """Saves the final models and evaluates the best one on the test split."""
+    from boneage import metrics as m
+    from boneage import modelio
+    from boneage.data import find_shards
+    from boneage.evaluation import predict_split, training_mean_age
+
+    modelio.save(model, out / "last.keras", meta)
+    if not (out / "best.keras").exists():
+        modelio.save(model, out / "best.keras", meta)
+    best, _ = modelio.load(out / "best.keras")
+    split = cfg.test_split
+    try:
+        find_shards(cfg.data, split)
+    except (FileNotFoundError, ValueError):
+        split = cfg.val_split  # no test split: report on validation, and say so
+    pred = predict_split(best, cfg.data, split, batch_size=cfg.batch_size)
+    mean_age = training_mean_age(cfg.data, cfg.train_split)
+    result = m.regression_metrics(pred.y_true, pred.y_pred)
+    result.update(
+        split=split,
+        baseline_mae=m.baseline_mae(mean_age, pred.y_true),
+        train_cases=n_train,
+        precision_policy=policy,
+        distribution=dist["strategy"],
+        replicas=dist["replicas"],
+    )
+    result = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in result.items()}
+    result["n"] = int(result["n"])
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result

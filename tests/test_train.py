@@ -1,0 +1,175 @@
+"""Training, evaluation and prediction end to end (synthetic data; real data when present)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import RSNA
+
+from boneage import _native as native
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory) -> Path:
+    """One short demo-style run shared by the tests below (small model, 64 px)."""
+    from boneage.training import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(
+        model="small_cnn", data=str(out / "data"), out=str(out), demo=True, image_size=64,
+        batch_size=32, epochs=8, lr=3e-3, patience=8, verbose=0,
+        demo_sizes={"train": 1200, "val": 200, "test": 200},
+    )  # fmt: skip
+    metrics = train(cfg)
+    assert metrics["n"] == 200
+    return out
+
+
+def test_demo_learns_well_below_the_mean_baseline(demo_run):
+    m = json.loads((demo_run / "metrics.json").read_text())
+    for key in ("mae", "rmse", "r2", "n", "baseline_mae"):
+        assert key in m
+    assert m["mae"] <= m["baseline_mae"] / 3, m
+    assert m["r2"] > 0.7
+
+
+def test_run_directory_is_complete(demo_run):
+    for name in ("config.json", "best.keras", "last.keras", "history.csv", "metrics.json",
+                 "lr_schedule.png", "history.png"):  # fmt: skip
+        assert (demo_run / name).exists(), name
+    assert any((demo_run / "logs").rglob("*"))
+    cfg = json.loads((demo_run / "config.json").read_text())
+    assert cfg["lr"] == 3e-3 and cfg["huber_delta"] == 15.0 and cfg["weight_decay"] == 0.01
+
+
+def test_saved_model_carries_preprocessing_and_recipe(demo_run):
+    from boneage import modelio
+
+    model, meta = modelio.load(demo_run / "best.keras")
+    assert meta.preprocessing.image_size == 64 and meta.preprocessing.clip_limit == 2.0
+    assert meta.model_name == "small_cnn"
+    import keras
+
+    full = keras.saving.load_model(demo_run / "last.keras")  # compiled, no custom_objects
+    opt = full.optimizer
+    assert isinstance(opt, keras.optimizers.AdamW)
+    assert float(opt.weight_decay) == pytest.approx(0.01)
+    assert isinstance(full.loss, keras.losses.Huber)
+    assert full.loss.get_config()["delta"] == 15.0
+
+
+def test_resume_continues_from_the_saved_epoch(demo_run, tmp_path):
+    import shutil
+
+    from boneage.training import TrainConfig, train
+
+    run = tmp_path / "resumed"
+    shutil.copytree(demo_run, run)
+    state = json.loads((run / "state.json").read_text())
+    cfg = json.loads((run / "config.json").read_text())
+    cfg.update(out=str(run), epochs=state["epoch"] + 1)
+    cfg["tile_grid"] = tuple(cfg["tile_grid"])
+    train(TrainConfig(**cfg), resume=True)
+    assert json.loads((run / "state.json").read_text())["epoch"] == state["epoch"] + 1
+    rows = (run / "history.csv").read_text().strip().splitlines()
+    assert rows[-1].split(",")[0] == str(state["epoch"])  # epochs are 0-based in the log
+
+
+def test_evaluate_cli_and_predict_agree(demo_run, tmp_path, capsys):
+    from boneage.evaluate import main as evaluate_main
+    from boneage.evaluation import load_split
+    from boneage.predict import Predictor
+
+    assert evaluate_main([str(demo_run), "--split", "test", "--json", "--bootstrap", "200",
+                          "--out", str(tmp_path / "ev")]) == 0  # fmt: skip
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["n"] == 200 and figures["mae"] > 0
+    assert (tmp_path / "ev" / "report.md").exists()
+
+    # predict on one test image (saved as PNG) gives the number evaluate used for it.
+    images, male, age, ids = load_split(demo_run / "data", "test")
+    png = tmp_path / "case.png"
+    import cv2
+
+    cv2.imwrite(str(png), images[0])
+    pred = Predictor(demo_run)
+    # The synthetic shards hold finished 64 px images: no localiser, same CLAHE as training.
+    from boneage.evaluation import predict_arrays
+
+    direct, _ = predict_arrays(pred.model, images[:1], male[:1])
+    via_file = pred.estimate(png, int(male[0]))
+    pre, _, _ = pred.prepare(png)
+    again, _ = predict_arrays(pred.model, pre[None], male[:1])
+    assert via_file.months == pytest.approx(float(again[0]), abs=1e-4)
+    assert np.isfinite(direct[0])
+
+
+def test_predict_cli_errors(demo_run, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    run = [sys.executable, "-m", "boneage.predict"]
+    r = subprocess.run([*run, str(bad), "--sex", "M", "--model", str(demo_run)], capture_output=True, text=True)
+    assert r.returncode != 0 and "bad.png" in r.stderr
+    r = subprocess.run([*run, str(bad), "--sex", "X", "--model", str(demo_run)], capture_output=True, text=True)
+    assert r.returncode == 2 and "sex" in r.stderr
+    r = subprocess.run([*run, str(bad), "--sex", "F", "--model", str(tmp_path / "none.keras")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_evaluate_metrics_equal_numpy():
+    from boneage import metrics
+
+    y = np.array([10.0, 50.0, 100.0, 200.0])
+    p = np.array([12.0, 45.0, 110.0, 190.0])
+    m = metrics.regression_metrics(y, p)
+    assert m["mae"] == pytest.approx(np.mean(np.abs(y - p)))
+    assert m["rmse"] == pytest.approx(np.sqrt(np.mean((y - p) ** 2)))
+    assert m["r2"] == pytest.approx(1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
+
+
+def test_two_logical_devices_train_data_parallel(tmp_path):
+    """MirroredStrategy over two logical CPU devices: the multi-GPU path, tested on a CPU."""
+    code = (
+        "from boneage.distribution import split_cpu_for_tests, scope\n"
+        "split_cpu_for_tests()\n"
+        "from boneage.training import TrainConfig, train\n"
+        f"cfg = TrainConfig(model='small_cnn', data=r'{tmp_path / 'd'}', out=r'{tmp_path}', demo=True,\n"
+        "    image_size=32, batch_size=16, epochs=1, verbose=0,\n"
+        "    demo_sizes={'train': 64, 'val': 32, 'test': 32})\n"
+        "m = train(cfg)\n"
+        "print('REPLICAS', m['replicas'], m['distribution'])\n"
+    )
+    env = {**__import__("os").environ, "BONEAGE_CPU_DEVICES": "2"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "REPLICAS 2.0 tf.distribute.MirroredStrategy" in r.stdout or "REPLICAS 2 " in r.stdout
+
+
+@pytest.mark.skipif(not (RSNA / "train100").is_dir(), reason="real RSNA data not found")
+def test_short_run_on_real_images_beats_the_mean(tmp_path):
+    from boneage.bulk import Options, run
+    from boneage.training import TrainConfig, train
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    for f in sorted((RSNA / "train100").glob("*.png"))[:700]:
+        (src / f.name).write_bytes(f.read_bytes())
+    data = tmp_path / "shards"
+    s = run(Options(inputs=[str(src)], labels=[str(RSNA / "labels.csv")], out=str(data),
+                    localiser="none", size=64, split_by={"train": 0.8, "val": 0.2},
+                    progress=False, sheet=0))  # fmt: skip
+    assert s.per_split["train"] > 500
+    cfg = TrainConfig(model="small_cnn", data=str(data), out=str(tmp_path / "run"), image_size=64,
+                      batch_size=32, epochs=6, lr=3e-3, patience=6, verbose=0)  # fmt: skip
+    m = train(cfg)
+    assert m["split"] == "val"  # no test split here: reported on validation
+    assert m["mae"] < m["baseline_mae"], m
+    assert native.count_records([str(p) for p in data.glob("val-*")]) == m["n"]
