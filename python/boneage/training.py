@@ -98,7 +98,7 @@ def datasets(cfg: TrainConfig) -> tuple[Any, Any, int, int]:
 def compile_model(model: Any, cfg: TrainConfig, total_steps: int) -> None:
     import keras
 
-    from boneage.models.losses import GaussianNLL, mean_absolute_error_of_mean
+    from boneage.models.losses import GaussianNLL, Huber, mean_absolute_error_of_mean
     from boneage.schedules import WarmupCosine
 
     schedule = WarmupCosine(peak_lr=cfg.lr, total_steps=total_steps, warmup_fraction=cfg.warmup)
@@ -107,7 +107,7 @@ def compile_model(model: Any, cfg: TrainConfig, total_steps: int) -> None:
         loss: Any = GaussianNLL()
         metrics: list[Any] = [mean_absolute_error_of_mean]
     else:
-        loss = keras.losses.Huber(delta=cfg.huber_delta)
+        loss = Huber(delta=cfg.huber_delta)
         metrics = [
             keras.metrics.MeanAbsoluteError(name="mae"),
             keras.metrics.RootMeanSquaredError(name="rmse"),
