@@ -201,7 +201,11 @@ def _decode_fn(image_size: int, labels: bool) -> Any:
 
     def resize(image: tf.Tensor) -> tf.Tensor:
         # Pad to a square (centred zeros, as the preprocessing does), then area-average.
-        out = tf.image.resize_with_pad(image, size, size, method="area")
+        shape = tf.shape(image)
+        h, w = shape[0], shape[1]
+        side = tf.maximum(h, w)
+        image = tf.image.pad_to_bounding_box(image, (side - h) // 2, (side - w) // 2, side, side)
+        out = tf.image.resize(image, [size, size], method="area")
         return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
 
     def decode(record: tf.Tensor) -> tuple[tf.Tensor, ...]:
