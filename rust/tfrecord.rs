@@ -125,20 +125,32 @@ const TAG_1: u8 = 0x0a;
 const TAG_2: u8 = 0x12;
 const TAG_3: u8 = 0x1a;
 
-impl Feature {
-    fn int64_payload(values: &[i64]) -> usize {
-        values.iter().map(|&v| varint_len(v as u64)).sum()
-    }
+/// A borrowed view of a feature's values: what the encoder works on, so a large value (the
+/// pixels) can be encoded straight from where it lies.
+#[derive(Clone, Copy, Debug)]
+pub enum FeatureRef<'a> {
+    Bytes(&'a [Vec<u8>]),
+    /// A bytes list of exactly one value.
+    OneBytes(&'a [u8]),
+    Float(&'a [f32]),
+    Int64(&'a [i64]),
+}
 
+fn int64_payload(values: &[i64]) -> usize {
+    values.iter().map(|&v| varint_len(v as u64)).sum()
+}
+
+impl FeatureRef<'_> {
     /// Size of the inner `BytesList` / `FloatList` / `Int64List` message.
     fn list_len(&self) -> usize {
-        match self {
-            Feature::Bytes(v) => v.iter().map(|b| field_len(b.len())).sum(),
+        match *self {
+            FeatureRef::Bytes(v) => v.iter().map(|b| field_len(b.len())).sum(),
+            FeatureRef::OneBytes(b) => field_len(b.len()),
             // An empty packed field is not written at all.
-            Feature::Float(v) if v.is_empty() => 0,
-            Feature::Float(v) => field_len(4 * v.len()),
-            Feature::Int64(v) if v.is_empty() => 0,
-            Feature::Int64(v) => field_len(Self::int64_payload(v)),
+            FeatureRef::Float([]) => 0,
+            FeatureRef::Float(v) => field_len(4 * v.len()),
+            FeatureRef::Int64([]) => 0,
+            FeatureRef::Int64(v) => field_len(int64_payload(v)),
         }
     }
 
@@ -150,32 +162,103 @@ impl Feature {
     /// Appends the serialised `Feature` message.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         let tag = match self {
-            Feature::Bytes(_) => TAG_1,
-            Feature::Float(_) => TAG_2,
-            Feature::Int64(_) => TAG_3,
+            FeatureRef::Bytes(_) | FeatureRef::OneBytes(_) => TAG_1,
+            FeatureRef::Float(_) => TAG_2,
+            FeatureRef::Int64(_) => TAG_3,
         };
         put_field_header(out, tag, self.list_len());
-        match self {
-            Feature::Bytes(values) => {
+        match *self {
+            FeatureRef::Bytes(values) => {
                 for b in values {
                     put_field_header(out, TAG_1, b.len());
                     out.extend_from_slice(b);
                 }
             }
-            Feature::Float(values) if !values.is_empty() => {
+            FeatureRef::OneBytes(b) => {
+                put_field_header(out, TAG_1, b.len());
+                out.extend_from_slice(b);
+            }
+            FeatureRef::Float(values) if !values.is_empty() => {
                 put_field_header(out, TAG_1, 4 * values.len());
                 for v in values {
                     out.extend_from_slice(&v.to_le_bytes());
                 }
             }
-            Feature::Int64(values) if !values.is_empty() => {
-                put_field_header(out, TAG_1, Self::int64_payload(values));
+            FeatureRef::Int64(values) if !values.is_empty() => {
+                put_field_header(out, TAG_1, int64_payload(values));
                 for &v in values {
                     put_varint(out, v as u64);
                 }
             }
             _ => {}
         }
+    }
+}
+
+impl Feature {
+    pub fn as_ref(&self) -> FeatureRef<'_> {
+        match self {
+            Feature::Bytes(v) => FeatureRef::Bytes(v),
+            Feature::Float(v) => FeatureRef::Float(v),
+            Feature::Int64(v) => FeatureRef::Int64(v),
+        }
+    }
+
+    /// Size of the serialised `Feature` message.
+    pub fn encoded_len(&self) -> usize {
+        self.as_ref().encoded_len()
+    }
+
+    /// Appends the serialised `Feature` message.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        self.as_ref().encode_into(out)
+    }
+}
+
+/// Serialised `Features`-in-`Example` of `entries`, which must be sorted by key and unique.
+struct Encoder<'a> {
+    entries: Vec<(&'a str, FeatureRef<'a>)>,
+}
+
+impl<'a> Encoder<'a> {
+    fn entry_len(key: &str, feature: &FeatureRef<'_>) -> usize {
+        field_len(key.len()) + field_len(feature.encoded_len())
+    }
+
+    fn features_len(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|(k, f)| field_len(Self::entry_len(k, f)))
+            .sum()
+    }
+
+    fn encoded_len(&self) -> usize {
+        field_len(self.features_len())
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        put_field_header(out, TAG_1, self.features_len());
+        for (key, feature) in &self.entries {
+            put_field_header(out, TAG_1, Self::entry_len(key, feature));
+            put_field_header(out, TAG_1, key.len());
+            out.extend_from_slice(key.as_bytes());
+            put_field_header(out, TAG_2, feature.encoded_len());
+            feature.encode_into(out);
+        }
+    }
+
+    fn encode_record_into(&self, out: &mut Vec<u8>) {
+        let n = self.encoded_len();
+        out.reserve(HEADER_LEN + n + FOOTER_LEN);
+        let len = (n as u64).to_le_bytes();
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
+        let start = out.len();
+        self.encode_into(out);
+        debug_assert_eq!(out.len() - start, n);
+        let crc = masked_crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
     }
 }
 
@@ -190,56 +273,57 @@ impl Example {
         self
     }
 
-    fn entry_len(key: &str, feature: &Feature) -> usize {
-        field_len(key.len()) + field_len(feature.encoded_len())
-    }
-
-    fn features_len(&self) -> usize {
-        self.features
-            .iter()
-            .map(|(k, f)| field_len(Self::entry_len(k, f)))
-            .sum()
+    /// The entries to encode, in key order; `extra` (a one-value bytes feature held
+    /// elsewhere) is merged in, replacing a feature of the same name.
+    fn encoder<'a>(&'a self, extra: Option<(&'a str, &'a [u8])>) -> Encoder<'a> {
+        let mut entries = Vec::with_capacity(self.features.len() + 1);
+        let mut pending = extra;
+        for (k, f) in &self.features {
+            if let Some((ek, ev)) = pending {
+                if ek <= k.as_str() {
+                    entries.push((ek, FeatureRef::OneBytes(ev)));
+                    pending = None;
+                    if ek == k.as_str() {
+                        continue;
+                    }
+                }
+            }
+            entries.push((k.as_str(), f.as_ref()));
+        }
+        if let Some((ek, ev)) = pending {
+            entries.push((ek, FeatureRef::OneBytes(ev)));
+        }
+        Encoder { entries }
     }
 
     /// Size of the serialised `Example`.
     pub fn encoded_len(&self) -> usize {
-        field_len(self.features_len())
+        self.encoder(None).encoded_len()
     }
 
     /// Appends the serialised `Example` (keys in sorted order, as TensorFlow's deterministic
     /// serialisation writes them).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.reserve(self.encoded_len());
-        put_field_header(out, TAG_1, self.features_len());
-        for (key, feature) in &self.features {
-            put_field_header(out, TAG_1, Self::entry_len(key, feature));
-            put_field_header(out, TAG_1, key.len());
-            out.extend_from_slice(key.as_bytes());
-            put_field_header(out, TAG_2, feature.encoded_len());
-            feature.encode_into(out);
-        }
+        self.encoder(None).encode_into(out)
     }
 
     /// The serialised `Example`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len());
+        let mut out = Vec::new();
         self.encode_into(&mut out);
         out
     }
 
-    /// Appends this example as one framed TFRecord record (serialised in place: the pixels
+    /// Appends this example as one framed TFRecord record (serialised in place: the values
     /// are copied once).
     pub fn encode_record_into(&self, out: &mut Vec<u8>) {
-        let n = self.encoded_len();
-        out.reserve(HEADER_LEN + n + FOOTER_LEN);
-        let len = (n as u64).to_le_bytes();
-        out.extend_from_slice(&len);
-        out.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
-        let start = out.len();
-        self.encode_into(out);
-        debug_assert_eq!(out.len() - start, n);
-        let crc = masked_crc32c(&out[start..]);
-        out.extend_from_slice(&crc.to_le_bytes());
+        self.encoder(None).encode_record_into(out)
+    }
+
+    /// Like [`encode_record_into`](Self::encode_record_into) for this example plus a one-value
+    /// bytes feature `key` = `value` that lives elsewhere (e.g. pixels in a shared buffer).
+    pub fn encode_record_with_into(&self, key: &str, value: &[u8], out: &mut Vec<u8>) {
+        self.encoder(Some((key, value))).encode_record_into(out)
     }
 
     /// This example as one framed TFRecord record.
@@ -540,6 +624,8 @@ struct Shard {
     /// Set when a write failed: the temporary holds a partial record and is never published.
     failed: Option<String>,
     published: bool,
+    /// Reused encoding buffer (no allocation, no fresh pages per record).
+    scratch: Vec<u8>,
 }
 
 impl Shard {
@@ -561,6 +647,16 @@ impl Shard {
         self.records += 1;
         self.raw_bytes += record.len() as u64;
         Ok(())
+    }
+
+    /// Encodes a record into the scratch buffer with `encode`, then appends it.
+    fn write_with(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        encode(&mut buf);
+        let result = self.write(&buf);
+        self.scratch = buf;
+        result
     }
 }
 
@@ -598,6 +694,8 @@ pub struct ShardWriter {
     shards: Vec<Mutex<Shard>>,
     /// Shard index -> position in `shards` (None: owned by another writer).
     slot: Vec<Option<usize>>,
+    /// fsync each shard before its rename, and the directory after (default true).
+    fsync: bool,
 }
 
 fn lock(m: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
@@ -674,6 +772,7 @@ impl ShardWriter {
                 raw_bytes: 0,
                 failed: None,
                 published: false,
+                scratch: Vec::new(),
             }));
         }
         Ok(ShardWriter {
@@ -683,7 +782,16 @@ impl ShardWriter {
             compression,
             shards,
             slot,
+            fsync: true,
         })
+    }
+
+    /// Whether [`finish`](Self::finish) fsyncs the shards and the directory (default true).
+    /// Without it, renaming still guarantees that a crashed *process* leaves no partial file
+    /// under a final name, but after a power loss or OS crash a published shard may be empty
+    /// or short. Turn it off only for scratch data.
+    pub fn set_fsync(&mut self, on: bool) {
+        self.fsync = on;
     }
 
     pub fn directory(&self) -> &Path {
@@ -731,6 +839,11 @@ impl ShardWriter {
         })
     }
 
+    /// Checks that every id goes to a shard this writer owns.
+    pub fn check_ids<'a>(&self, mut ids: impl Iterator<Item = &'a str>) -> Result<()> {
+        ids.try_for_each(|id| self.slot_for(id).map(drop))
+    }
+
     /// Appends an already framed record to shard `shard`.
     pub fn write_framed(&self, shard: usize, record: &[u8]) -> Result<()> {
         let slot =
@@ -743,24 +856,50 @@ impl ShardWriter {
     /// Encodes `example` and appends it to the shard of `id`; returns the shard index.
     pub fn write_example(&self, id: &str, example: &Example) -> Result<usize> {
         let slot = self.slot_for(id)?;
-        let record = example.encode_record();
         let mut shard = lock(&self.shards[slot]);
-        shard.write(&record)?;
+        shard.write_with(|buf| example.encode_record_into(buf))?;
         Ok(shard.index)
     }
 
-    /// Encodes and writes many cases: encoding runs in parallel, then each shard appends its
-    /// cases in the given order (shards in parallel, so GZIP compresses on several cores).
-    /// Every id is checked before anything is written. Returns the shard of each case.
+    /// Writes many cases; each shard appends its cases in the given order, shards in parallel
+    /// (so GZIP compresses on several cores). Every id is checked before anything is written.
+    /// Returns the shard of each case.
     pub fn write_batch(&self, items: &[(String, Example)]) -> Result<Vec<usize>> {
+        self.write_batch_impl(
+            items,
+            |(id, _)| id,
+            |(_, ex), buf| ex.encode_record_into(buf),
+        )
+    }
+
+    /// Like [`write_batch`](Self::write_batch) for examples that lack a one-value bytes
+    /// feature `key`, whose values (e.g. the pixels, copied once into a shared buffer) are
+    /// given alongside: `(id, example, value)`.
+    pub fn write_batch_with(
+        &self,
+        key: &str,
+        items: &[(String, Example, &[u8])],
+    ) -> Result<Vec<usize>> {
+        self.write_batch_impl(
+            items,
+            |(id, _, _)| id,
+            |(_, ex, value), buf| ex.encode_record_with_into(key, value, buf),
+        )
+    }
+
+    fn write_batch_impl<T: Sync>(
+        &self,
+        items: &[T],
+        id: impl Fn(&T) -> &str + Sync,
+        encode: impl Fn(&T, &mut Vec<u8>) + Sync,
+    ) -> Result<Vec<usize>> {
         let slots = items
             .iter()
-            .map(|(id, _)| self.slot_for(id))
+            .map(|item| self.slot_for(id(item)))
             .collect::<Result<Vec<usize>>>()?;
-        let records: Vec<Vec<u8>> = items.par_iter().map(|(_, ex)| ex.encode_record()).collect();
-        let mut groups: Vec<Vec<&[u8]>> = vec![Vec::new(); self.shards.len()];
-        for (slot, rec) in slots.iter().zip(&records) {
-            groups[*slot].push(rec);
+        let mut groups: Vec<Vec<&T>> = vec![Vec::new(); self.shards.len()];
+        for (slot, item) in slots.iter().zip(items) {
+            groups[*slot].push(item);
         }
         self.shards
             .par_iter()
@@ -768,7 +907,9 @@ impl ShardWriter {
             .filter(|(_, group)| !group.is_empty())
             .try_for_each(|(shard, group)| {
                 let mut shard = lock(shard);
-                group.iter().try_for_each(|rec| shard.write(rec))
+                group
+                    .iter()
+                    .try_for_each(|item| shard.write_with(|buf| encode(item, buf)))
             })?;
         Ok(slots.iter().map(|&s| lock(&self.shards[s]).index).collect())
     }
@@ -779,7 +920,7 @@ impl ShardWriter {
     }
 
     /// Flushes and `fsync`s every shard, then renames each to its final name and syncs the
-    /// directory. If any shard fails to flush, none is published (and all temporaries are
+    /// directory (the syncs can be turned off with [`set_fsync`](Self::set_fsync)). If any shard fails to flush, none is published (and all temporaries are
     /// removed when `self` drops).
     pub fn finish(self) -> Result<Vec<ShardSummary>> {
         let mut shards: Vec<Shard> = self
@@ -800,8 +941,10 @@ impl ShardWriter {
                 .take()
                 .ok_or_else(|| Error::value("shard already finished"))?;
             let file = sink.finish().map_err(|e| Error::io(&shard.temp_path, e))?;
-            file.sync_all()
-                .map_err(|e| Error::io(&shard.temp_path, e))?;
+            if self.fsync {
+                file.sync_all()
+                    .map_err(|e| Error::io(&shard.temp_path, e))?;
+            }
             let bytes = file
                 .metadata()
                 .map_err(|e| Error::io(&shard.temp_path, e))?
@@ -820,7 +963,9 @@ impl ShardWriter {
                 .map_err(|e| Error::io(&shard.final_path, e))?;
             shard.published = true;
         }
-        sync_dir(&self.directory)?;
+        if self.fsync {
+            sync_dir(&self.directory)?;
+        }
         Ok(summaries)
     }
 
@@ -1580,6 +1725,28 @@ mod tests {
         assert_eq!(Example::decode(&got).unwrap(), ex);
         let hex: String = got.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, want.replace(' ', ""));
+    }
+
+    #[test]
+    fn encoding_with_an_outside_value_equals_owning_it() {
+        let full = case("x", 3, 4);
+        let Some(Feature::Bytes(img)) = full.features.get("image").cloned() else {
+            panic!()
+        };
+        let mut without = full.clone();
+        without.features.remove("image");
+        let mut a = Vec::new();
+        without.encode_record_with_into("image", &img[0], &mut a);
+        assert_eq!(a, full.encode_record());
+        // Key first, last, and replacing an existing one.
+        for key in ["a", "zz", "id"] {
+            let mut b = Vec::new();
+            without.encode_record_with_into(key, b"v", &mut b);
+            let want = without
+                .clone()
+                .with(key, Feature::Bytes(vec![b"v".to_vec()]));
+            assert_eq!(b, want.encode_record(), "{key}");
+        }
     }
 
     #[test]
