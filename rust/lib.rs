@@ -6,6 +6,7 @@ pub mod error;
 pub mod image;
 pub mod resize;
 pub mod decode;
+pub mod augment;
 pub mod tfrecord;
 
 #[cfg(feature = "python")]

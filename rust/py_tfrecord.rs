@@ -21,6 +21,7 @@ use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
 };
 
+use crate::augment;
 use crate::error::Error;
 use crate::tfrecord::{
     self, Compression, Example, Feature, FileExample, FileRecord, MultiReader, ShardSummary,
@@ -1268,6 +1269,64 @@ fn decode_example<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDi
     example_to_dict(py, example)
 }
 
+/// Augments a batch of uint8 images in one fused pass: affine warp, scaling to [0, 1],
+/// contrast about each image's mean, brightness, clipping. Returns float32 (n, h, w).
+#[pyfunction]
+#[pyo3(signature = (images, affine, contrast=None, brightness=None))]
+fn augment_images<'py>(
+    py: Python<'py>,
+    images: &Bound<'py, PyAny>,
+    affine: Vec<[f32; 6]>,
+    contrast: Option<Vec<f32>>,
+    brightness: Option<Vec<f32>>,
+) -> PyResult<Bound<'py, PyArray3<f32>>> {
+    let images = BatchImages::new(images)?;
+    let mut pixels = Vec::new();
+    let spans = images.copy_into(0..images.len(), &mut pixels)?;
+    let n = spans.len();
+    let (h, w) = spans.first().map_or((0, 0), |s| s.0);
+    if spans.iter().any(|s| s.0 != (h, w)) {
+        return Err(value_err("images must all have the same size"));
+    }
+    let column = |name: &str, v: Option<Vec<f32>>, default: f32| -> PyResult<Vec<f32>> {
+        let v = v.unwrap_or_else(|| vec![default; n]);
+        if v.len() != n {
+            return Err(value_err(format!(
+                "{name} has {} entries for {n} images",
+                v.len()
+            )));
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(value_err(format!("{name} must be finite")));
+        }
+        Ok(v)
+    };
+    let contrast = column("contrast", contrast, 1.0)?;
+    let brightness = column("brightness", brightness, 0.0)?;
+    if affine.len() != n {
+        return Err(value_err(format!(
+            "affine has {} rows for {n} images",
+            affine.len()
+        )));
+    }
+    let params: Vec<augment::Params> = affine
+        .into_iter()
+        .zip(contrast.into_iter().zip(brightness))
+        .map(|(affine, (contrast, brightness))| augment::Params {
+            affine,
+            contrast,
+            brightness,
+        })
+        .collect();
+    if n == 0 {
+        return PyArray1::from_vec(py, Vec::<f32>::new()).reshape([0, h, w]);
+    }
+    let out = py
+        .allow_threads(|| augment::augment_batch(&pixels, n, h, w, &params))
+        .map_err(|e| to_pyerr(py, e))?;
+    PyArray1::from_vec(py, out).reshape([n, h, w])
+}
+
 /// The shard a case id goes to: FNV-1a 64 of its UTF-8 bytes, modulo num_shards.
 #[pyfunction]
 fn shard_index(id: &Bound<'_, PyAny>, num_shards: i64) -> PyResult<usize> {
@@ -1294,5 +1353,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_example, m)?)?;
     m.add_function(wrap_pyfunction!(shard_index, m)?)?;
     m.add_function(wrap_pyfunction!(count_records, m)?)?;
+    m.add_function(wrap_pyfunction!(augment_images, m)?)?;
     Ok(())
 }

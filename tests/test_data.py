@@ -17,7 +17,14 @@ import keras
 import tensorflow as tf
 
 from boneage import _native as native
-from boneage.data import Augment, count_examples, find_shards, inverse_affine, make_dataset
+from boneage.data import (
+    Augment,
+    augment_params,
+    count_examples,
+    find_shards,
+    inverse_affine,
+    make_dataset,
+)
 from boneage.pydataset import ShardDataset, area_resize
 
 SIZE = 24
@@ -166,26 +173,56 @@ def test_flip_only_happens_when_asked(shards):
     assert Augment().flip is False
 
 
+def tf_warp(images_u8: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """TensorFlow's own bilinear projective transform (zeros outside), as the reference."""
+    t = np.concatenate([affine, np.zeros((len(affine), 2), np.float32)], axis=1)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images_u8[..., None].astype(np.float32),
+        transforms=t.astype(np.float32),
+        output_shape=images_u8.shape[1:3],
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
+    return out.numpy()[..., 0] / 255.0
+
+
 def test_affine_directions():
-    """A shift of +2 px in x moves content right; the same maps serve numpy and TensorFlow."""
-    img = np.zeros((1, 9, 9, 1), np.float32)
-    img[0, 4, 4, 0] = 1.0
+    """A shift of +2 px in x moves content right, -3 px in y moves it up."""
+    img = np.zeros((1, 9, 9), np.uint8)
+    img[0, 4, 4] = 255
     one = np.ones(1, np.float32)
     for tx, ty, where in ((2.0, 0.0, (4, 6)), (0.0, -3.0, (1, 4))):
         params = inverse_affine(one, 0 * one, one, tx * one, ty * one, 9.0, None, np.where)
-        t = np.concatenate([np.stack(params, axis=1), np.zeros((1, 2), np.float32)], axis=1)
-        out = tf.raw_ops.ImageProjectiveTransformV3(
-            images=img,
-            transforms=t,
-            output_shape=[9, 9],
-            fill_value=0.0,
-            interpolation="BILINEAR",
-            fill_mode="CONSTANT",
-        ).numpy()
-        assert np.unravel_index(out[0, ..., 0].argmax(), (9, 9)) == where
-        from boneage.pydataset import _warp
+        affine = np.stack(params, axis=1).astype(np.float32)
+        out = native.augment_images(img, affine)
+        assert np.unravel_index(out[0].argmax(), (9, 9)) == where
+        np.testing.assert_allclose(out, tf_warp(img, affine), atol=1e-6)
 
-        np.testing.assert_allclose(_warp(img[..., 0], np.stack(params, axis=1)), out[..., 0])
+
+def test_native_augmentation_matches_tensorflow_warp():
+    rng = np.random.default_rng(7)
+    images = smooth_images(8, 40, 40, seed=9)
+    cfg = Augment(rotation=15, shift=0.1, zoom=0.2, brightness=0, contrast=0, flip=True)
+    affine, contrast, brightness = augment_params(rng, 8, 40, cfg)
+    assert np.all(contrast == 1) and np.all(brightness == 0)
+    ours = native.augment_images(images, affine, contrast, brightness)
+    assert ours.dtype == np.float32 and ours.shape == (8, 40, 40)
+    np.testing.assert_allclose(ours, tf_warp(images, affine), atol=2e-4)
+    # Identity: exactly what the pipelines do without augmentation, x * float32(1 / 255).
+    ident = np.tile(np.float32([1, 0, 0, 0, 1, 0]), (8, 1))
+    plain = images.astype(np.float32) * np.float32(1.0 / 255.0)
+    np.testing.assert_array_equal(native.augment_images(images, ident), plain)
+    # Contrast about the image mean, then brightness, clipped.
+    c, b = np.full(8, 1.5, np.float32), np.full(8, 0.05, np.float32)
+    x = images / np.float32(255)
+    mean = x.mean(axis=(1, 2), keepdims=True)
+    want = np.clip((x - mean) * 1.5 + mean + 0.05, 0, 1)
+    np.testing.assert_allclose(native.augment_images(images, ident, c, b), want, atol=1e-5)
+    with pytest.raises(ValueError, match="rows for 8 images"):
+        native.augment_images(images, ident[:3])
+    with pytest.raises(ValueError, match="finite"):
+        native.augment_images(images, ident, np.full(8, np.nan, np.float32))
 
 
 def test_resize_on_read(tmp_path):
