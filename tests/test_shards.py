@@ -303,6 +303,15 @@ def test_write_batch_equals_single_writes(tmp_path):
     assert [e["image"].shape for e in native.read_examples(w.paths)] == [(2, 3), (4, 1)]
 
 
+def test_fsync_off_still_publishes_complete_shards(tmp_path):
+    cases = make_cases(10)
+    with native.ShardWriter(tmp_path, "train", 2, "GZIP", fsync=False, compression_level=1) as w:
+        for c in cases:
+            w.write(**c)
+    assert sorted(e["id"] for e in native.read_examples(w.paths)) == sorted(c["id"] for c in cases)
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]
+
+
 def test_threads_can_share_a_writer(tmp_path):
     cases = make_cases(200, h=16, w=16)
     with native.ShardWriter(tmp_path, "train", 4) as w:
