@@ -5,6 +5,8 @@
 //! - Colour: libpng's `rgb_to_gray` with OpenCV's coefficients (0.299, 0.587), i.e.
 //!   `(9797 R + 19234 G + 3737 B) >> 15` for 8-bit samples (truncated), and
 //!   `(... + 16384) >> 15` on 16-bit samples before the high byte is kept. Alpha is dropped.
+//!   When an 8-bit colour file declares a significant gamma (a `gAMA` chunk, or `sRGB`, which
+//!   means 1/2.2), libpng converts in linear light through its 8-bit gamma tables; so do we.
 //! - JPEG: libjpeg(-turbo compatible, via mozjpeg) decoding straight to its luminance plane,
 //!   the same islow IDCT OpenCV's libjpeg-turbo uses.
 //!
@@ -41,7 +43,10 @@ pub fn sniff(data: &[u8]) -> Option<Format> {
 
 fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<()> {
     if width == 0 || height == 0 {
-        return Err(Error::decode("<bytes>", format!("image has an empty side ({width}x{height})")));
+        return Err(Error::decode(
+            "<bytes>",
+            format!("image has an empty side ({width}x{height})"),
+        ));
     }
     if width.saturating_mul(height) > max_pixels {
         return Err(Error::decode(
@@ -89,6 +94,14 @@ fn decode_png(data: &[u8], max_pixels: u64) -> Result<Gray> {
     let header = decoder.read_header_info().map_err(png_err)?;
     check_pixels(header.width as u64, header.height as u64, max_pixels)?;
     let mut reader = decoder.read_info().map_err(png_err)?;
+    let gamma = {
+        let info = reader.info();
+        if info.srgb.is_some() {
+            Some(PNG_GAMMA_SRGB_INVERSE)
+        } else {
+            info.gama_chunk.map(|g| g.into_scaled())
+        }
+    };
     let mut buf = vec![0u8; reader.output_buffer_size()];
     let frame = reader.next_frame(&mut buf).map_err(png_err)?;
     let (w, h) = (frame.width as usize, frame.height as usize);
@@ -96,15 +109,23 @@ fn decode_png(data: &[u8], max_pixels: u64) -> Result<Gray> {
     let sixteen = frame.bit_depth == png::BitDepth::Sixteen;
     let channels = frame.color_type.samples();
     let line = frame.line_size;
+    let tables = match gamma {
+        Some(g) if channels >= 3 && !sixteen && gamma_significant(g) => Some(GammaTables::new(g)),
+        _ => None,
+    };
     let mut out = Vec::with_capacity(w * h);
     for y in 0..h {
         let row = &buf[y * line..y * line + line];
         match (channels, sixteen) {
             (1 | 2, false) => out.extend(row.chunks_exact(channels).map(|p| p[0])),
             (1 | 2, true) => out.extend(row.chunks_exact(2 * channels).map(|p| p[0])),
-            (3 | 4, false) => out.extend(row.chunks_exact(channels).map(|p| {
-                rgb_to_gray8(p[0], p[1], p[2])
-            })),
+            (3 | 4, false) => match &tables {
+                Some(t) => out.extend(row.chunks_exact(channels).map(|p| t.gray(p[0], p[1], p[2]))),
+                None => out.extend(
+                    row.chunks_exact(channels)
+                        .map(|p| rgb_to_gray8(p[0], p[1], p[2])),
+                ),
+            },
             (3 | 4, true) => out.extend(row.chunks_exact(2 * channels).map(|p| {
                 let r = u16::from_be_bytes([p[0], p[1]]);
                 let g = u16::from_be_bytes([p[2], p[3]]);
@@ -129,6 +150,59 @@ pub fn rgb_to_gray8(r: u8, g: u8, b: u8) -> u8 {
         return r;
     }
     ((9797 * r as u32 + 19234 * g as u32 + 3737 * b as u32) >> 15) as u8
+}
+
+/// libpng's fixed-point gamma of sRGB (1/2.2, scaled by 100000).
+const PNG_GAMMA_SRGB_INVERSE: u32 = 45455;
+
+/// libpng's `png_gamma_significant`: more than 5 % away from 1.
+fn gamma_significant(g: u32) -> bool {
+    !(95_000..=105_000).contains(&g)
+}
+
+/// libpng's `png_reciprocal` on its fixed-point gammas.
+fn reciprocal(g: u32) -> f64 {
+    (1e10 / g as f64 + 0.5).floor()
+}
+
+/// libpng's `gamma_to_1` / `gamma_from_1` 8-bit tables, built as `png_build_8bit_table` does.
+struct GammaTables {
+    to_linear: [u8; 256],
+    from_linear: [u8; 256],
+}
+
+impl GammaTables {
+    fn new(file_gamma: u32) -> Self {
+        let table = |exponent: f64| {
+            let mut t = [0u8; 256];
+            for (i, v) in t.iter_mut().enumerate() {
+                *v = if i > 0 && i < 255 && gamma_significant(exponent as u32) {
+                    (255.0 * (i as f64 / 255.0).powf(exponent * 1e-5) + 0.5).floor() as u8
+                } else {
+                    i as u8
+                };
+            }
+            t
+        };
+        GammaTables {
+            to_linear: table(reciprocal(file_gamma)),
+            from_linear: table(file_gamma as f64),
+        }
+    }
+
+    /// libpng's gamma-corrected 8-bit `rgb_to_gray` (rounded, greys kept as they are).
+    #[inline]
+    fn gray(&self, r: u8, g: u8, b: u8) -> u8 {
+        if r == g && r == b {
+            return r;
+        }
+        let (r, g, b) = (
+            self.to_linear[r as usize] as u32,
+            self.to_linear[g as usize] as u32,
+            self.to_linear[b as usize] as u32,
+        );
+        self.from_linear[((9797 * r + 19234 * g + 3737 * b + 16384) >> 15) as usize]
+    }
 }
 
 /// libpng's 16-bit `rgb_to_gray`: rounded fixed point.
@@ -170,7 +244,13 @@ fn decode_jpeg(data: &[u8], max_pixels: u64) -> Result<Gray> {
 mod tests {
     use super::*;
 
-    fn encode_png(w: u32, h: u32, color: png::ColorType, depth: png::BitDepth, data: &[u8]) -> Vec<u8> {
+    fn encode_png(
+        w: u32,
+        h: u32,
+        color: png::ColorType,
+        depth: png::BitDepth,
+        data: &[u8],
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         {
             let mut enc = png::Encoder::new(&mut out, w, h);
@@ -194,8 +274,17 @@ mod tests {
     #[test]
     fn gray16_keeps_high_byte() {
         let data = [0x12u8, 0xff, 0xab, 0x01];
-        let png = encode_png(2, 1, png::ColorType::Grayscale, png::BitDepth::Sixteen, &data);
-        assert_eq!(decode_gray(&png, DEFAULT_MAX_PIXELS).unwrap().data, vec![0x12, 0xab]);
+        let png = encode_png(
+            2,
+            1,
+            png::ColorType::Grayscale,
+            png::BitDepth::Sixteen,
+            &data,
+        );
+        assert_eq!(
+            decode_gray(&png, DEFAULT_MAX_PIXELS).unwrap().data,
+            vec![0x12, 0xab]
+        );
     }
 
     #[test]
@@ -208,7 +297,13 @@ mod tests {
 
     #[test]
     fn pixel_limit_is_checked_before_decoding() {
-        let png = encode_png(100, 100, png::ColorType::Grayscale, png::BitDepth::Eight, &[0; 10000]);
+        let png = encode_png(
+            100,
+            100,
+            png::ColorType::Grayscale,
+            png::BitDepth::Eight,
+            &[0; 10000],
+        );
         let err = decode_gray(&png, 9999).unwrap_err().to_string();
         assert!(err.contains("over the limit"), "{err}");
     }
@@ -216,7 +311,13 @@ mod tests {
     #[test]
     fn garbage_and_truncation_are_errors() {
         assert!(decode_gray(b"hello", DEFAULT_MAX_PIXELS).is_err());
-        let png = encode_png(64, 64, png::ColorType::Grayscale, png::BitDepth::Eight, &[7; 4096]);
+        let png = encode_png(
+            64,
+            64,
+            png::ColorType::Grayscale,
+            png::BitDepth::Eight,
+            &[7; 4096],
+        );
         assert!(decode_gray(&png[..png.len() / 2], DEFAULT_MAX_PIXELS).is_err());
         assert!(decode_gray(b"\xff\xd8\xff\xe0garbage", DEFAULT_MAX_PIXELS).is_err());
     }

@@ -9,36 +9,17 @@
 //!   (INTER_AREA then uses its own "area mode" weights);
 //! - INTER_LINEAR with both factors exactly 2: the area fast path.
 //!
-//! OpenCV's SIMD loops round differently from its scalar tail loops, so the output columns a
-//! 128-bit vector loop covers use the vector formula and the rest the scalar one.
+//! Two quirks matter for bit-exactness (found by comparing with cv2 4.11, see tests/):
+//! - the vertical linear blend is computed the way OpenCV's SIMD code does it, on every column
+//!   (`((r0 >> 4) * b0 >> 16) + ((r1 >> 4) * b1 >> 16) + 2 >> 2`), not the textbook rounding;
+//! - along y, OpenCV clamps the source rows at the borders but keeps the unclamped weights
+//!   (along x it clamps both), which matters because the two high-multiplies floor separately.
 
 use rayon::prelude::*;
 
 use crate::clahe::rne_u8;
 use crate::error::{Error, Result};
 use crate::image::{Gray, GrayView};
-
-/// Output columns covered by OpenCV's 128-bit vector loops (see `vector_cols_*`).
-const U8_LANES: usize = 16;
-const U16_LANES: usize = 8;
-
-/// Columns written by `VResizeLinearVec_32s8u`: 16 at a time while `x <= w - 16`, then 8 at a
-/// time while `x < w - 8` (strict). The rest use the scalar rounding.
-fn vector_cols_linear(w: usize) -> usize {
-    let mut x = 0;
-    while x + U8_LANES <= w {
-        x += U8_LANES;
-    }
-    while x + U16_LANES < w {
-        x += U16_LANES;
-    }
-    x
-}
-
-/// Columns written by `ResizeAreaFastVec_SIMD_8u` (2x2 only): 8 at a time while `x <= w - 8`.
-fn vector_cols_area2(w: usize) -> usize {
-    (w / U16_LANES) * U16_LANES
-}
 
 /// Interpolation for [`resize`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,23 +63,44 @@ pub fn resize(src: &GrayView<'_>, width: usize, height: usize, interp: Interp) -
         }
         Interp::Area if scale_x >= 1.0 && scale_y >= 1.0 => {
             if area_fast {
-                Ok(area_fast_resize(src, width, height, ix as usize, iy as usize))
+                Ok(area_fast_resize(
+                    src,
+                    width,
+                    height,
+                    ix as usize,
+                    iy as usize,
+                ))
             } else {
                 Ok(area_general(src, width, height, scale_x, scale_y))
             }
         }
-        Interp::Area => Ok(linear(src, width, height, (inv_x, scale_x), (inv_y, scale_y), true)),
-        Interp::Linear => Ok(linear(src, width, height, (inv_x, scale_x), (inv_y, scale_y), false)),
+        Interp::Area => Ok(linear(
+            src,
+            width,
+            height,
+            (inv_x, scale_x),
+            (inv_y, scale_y),
+            true,
+        )),
+        Interp::Linear => Ok(linear(
+            src,
+            width,
+            height,
+            (inv_x, scale_x),
+            (inv_y, scale_y),
+            false,
+        )),
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // INTER_AREA, integer factors
 
-/// Output of one k_x-by-k_y block sum at output column `dx`.
+/// Output of one k_x-by-k_y block sum: OpenCV's 2x2 SIMD rounding `(sum + 2) >> 2` (cv2 4.11
+/// uses it on every column), otherwise the block mean in f32 rounded half to even.
 #[inline]
-pub fn area_fast_value(sum: u32, kx: usize, ky: usize, dx: usize, vec_cols: usize, scale: f32) -> u8 {
-    if kx == 2 && ky == 2 && dx < vec_cols {
+pub fn area_fast_value(sum: u32, kx: usize, ky: usize, scale: f32) -> u8 {
+    if kx == 2 && ky == 2 {
         ((sum + 2) >> 2) as u8
     } else {
         rne_u8(sum as f32 * scale)
@@ -108,19 +110,24 @@ pub fn area_fast_value(sum: u32, kx: usize, ky: usize, dx: usize, vec_cols: usiz
 fn area_fast_resize(src: &GrayView<'_>, width: usize, height: usize, kx: usize, ky: usize) -> Gray {
     let mut out = Gray::new(width, height);
     let scale = 1.0f32 / (kx * ky) as f32;
-    let vec_cols = vector_cols_area2(width);
-    out.data.par_chunks_mut(width).enumerate().for_each(|(dy, drow)| {
-        let mut sums = vec![0u32; width];
-        for sy in dy * ky..(dy + 1) * ky {
-            let row = src.row(sy);
-            for (dx, s) in sums.iter_mut().enumerate() {
-                *s += row[dx * kx..(dx + 1) * kx].iter().map(|&v| v as u32).sum::<u32>();
+    out.data
+        .par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(dy, drow)| {
+            let mut sums = vec![0u32; width];
+            for sy in dy * ky..(dy + 1) * ky {
+                let row = src.row(sy);
+                for (dx, s) in sums.iter_mut().enumerate() {
+                    *s += row[dx * kx..(dx + 1) * kx]
+                        .iter()
+                        .map(|&v| v as u32)
+                        .sum::<u32>();
+                }
             }
-        }
-        for (dx, d) in drow.iter_mut().enumerate() {
-            *d = area_fast_value(sums[dx], kx, ky, dx, vec_cols, scale);
-        }
-    });
+            for (dx, d) in drow.iter_mut().enumerate() {
+                *d = area_fast_value(sums[dx], kx, ky, scale);
+            }
+        });
     out
 }
 
@@ -170,12 +177,24 @@ pub fn area_taps(ssize: usize, dsize: usize, scale: f64) -> Vec<AreaTap> {
     tab
 }
 
-/// Horizontal area pass of one source row into `buf` (zeroed here), in table order.
+/// Horizontal area pass of one source row into `buf`, each output summed in table order.
+///
+/// `ranges[d]` lists output `d`'s taps (see [`tap_ranges`]). Summing in a register per output
+/// performs exactly OpenCV's sequence of f32 operations (`0 + s0*a0 + s1*a1 + ...`) without
+/// its read-modify-write of `buf` on every tap.
 #[inline]
-pub fn area_hpass(row: &[u8], taps: &[AreaTap], buf: &mut [f32]) {
-    buf.iter_mut().for_each(|b| *b = 0.0);
-    for t in taps {
-        buf[t.di] += row[t.si] as f32 * t.alpha;
+pub fn area_hpass(
+    row: &[u8],
+    taps: &[AreaTap],
+    ranges: &[std::ops::Range<usize>],
+    buf: &mut [f32],
+) {
+    for (b, r) in buf.iter_mut().zip(ranges) {
+        let mut acc = 0.0f32;
+        for t in &taps[r.clone()] {
+            acc += row[t.si] as f32 * t.alpha;
+        }
+        *b = acc;
     }
 }
 
@@ -228,22 +247,26 @@ pub fn area_vpass<'b>(
 fn area_general(src: &GrayView<'_>, width: usize, height: usize, sx: f64, sy: f64) -> Gray {
     let xtaps = area_taps(src.width, width, sx);
     let ytaps = area_taps(src.height, height, sy);
+    let xranges = tap_ranges(&xtaps, width);
     let mut hbuf = vec![0f32; src.height * width];
     hbuf.par_chunks_mut(width)
         .enumerate()
-        .for_each(|(y, buf)| area_hpass(src.row(y), &xtaps, buf));
+        .for_each(|(y, buf)| area_hpass(src.row(y), &xtaps, &xranges, buf));
     let ranges = tap_ranges(&ytaps, height);
     let mut out = Gray::new(width, height);
-    out.data.par_chunks_mut(width).enumerate().for_each(|(dy, drow)| {
-        let mut sum = vec![0f32; width];
-        let hb = &hbuf;
-        area_vpass(
-            &ytaps[ranges[dy].clone()],
-            |si| Some(&hb[si * width..(si + 1) * width]),
-            drow,
-            &mut sum,
-        );
-    });
+    out.data
+        .par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(dy, drow)| {
+            let mut sum = vec![0f32; width];
+            let hb = &hbuf;
+            area_vpass(
+                &ytaps[ranges[dy].clone()],
+                |si| Some(&hb[si * width..(si + 1) * width]),
+                drow,
+                &mut sum,
+            );
+        });
     out
 }
 
@@ -253,7 +276,16 @@ fn area_general(src: &GrayView<'_>, width: usize, height: usize, sx: f64, sy: f6
 const COEF_SCALE: f32 = 2048.0;
 
 /// Source index and the two 11-bit weights for each output index along one axis.
-fn linear_taps(ssize: usize, dsize: usize, inv: f64, scale: f64, area_mode: bool) -> Vec<(usize, i32, i32)> {
+///
+/// `clamp_weights`: OpenCV zeroes the fraction at the borders along x but not along y; along y
+/// only the row indices are clamped (by the caller).
+fn linear_taps(
+    ssize: usize,
+    dsize: usize,
+    (inv, scale): (f64, f64),
+    area_mode: bool,
+    clamp_weights: bool,
+) -> Vec<(isize, i32, i32)> {
     (0..dsize)
         .map(|d| {
             let (mut s, mut f) = if area_mode {
@@ -265,24 +297,27 @@ fn linear_taps(ssize: usize, dsize: usize, inv: f64, scale: f64, area_mode: bool
                 let s = f.floor();
                 (s as isize, f - s)
             };
-            if s < 0 {
-                s = 0;
-                f = 0.0;
-            }
-            if s >= ssize as isize - 1 {
-                s = ssize as isize - 1;
-                f = 0.0;
+            if clamp_weights {
+                if s < 0 {
+                    s = 0;
+                    f = 0.0;
+                }
+                if s >= ssize as isize - 1 {
+                    s = ssize as isize - 1;
+                    f = 0.0;
+                }
             }
             let a0 = ((1.0 - f) * COEF_SCALE).round_ties_even() as i32;
             let a1 = (f * COEF_SCALE).round_ties_even() as i32;
-            (s as usize, a0, a1)
+            (s, a0, a1)
         })
         .collect()
 }
 
-fn linear_hpass(row: &[u8], taps: &[(usize, i32, i32)], out: &mut [i32]) {
+fn linear_hpass(row: &[u8], taps: &[(isize, i32, i32)], out: &mut [i32]) {
     let last = row.len() - 1;
     for (o, &(s, a0, a1)) in out.iter_mut().zip(taps) {
+        let s = s as usize; // x taps are clamped to 0..=last
         *o = row[s] as i32 * a0 + row[(s + 1).min(last)] as i32 * a1;
     }
 }
@@ -295,27 +330,23 @@ fn linear(
     (inv_y, scale_y): (f64, f64),
     area_mode: bool,
 ) -> Gray {
-    let xt = linear_taps(src.width, width, inv_x, scale_x, area_mode);
-    let yt = linear_taps(src.height, height, inv_y, scale_y, area_mode);
-    let vec_cols = vector_cols_linear(width);
-    let last_row = src.height - 1;
+    let xt = linear_taps(src.width, width, (inv_x, scale_x), area_mode, true);
+    let yt = linear_taps(src.height, height, (inv_y, scale_y), area_mode, false);
+    let clamp_row = |y: isize| y.clamp(0, src.height as isize - 1) as usize;
     let mut out = Gray::new(width, height);
-    out.data.par_chunks_mut(width).enumerate().for_each(|(dy, drow)| {
-        let (sy, b0, b1) = yt[dy];
-        let mut r0 = vec![0i32; width];
-        let mut r1 = vec![0i32; width];
-        linear_hpass(src.row(sy), &xt, &mut r0);
-        linear_hpass(src.row((sy + 1).min(last_row)), &xt, &mut r1);
-        for dx in 0..width {
-            let v = if dx < vec_cols {
-                // OpenCV's SIMD: 16-bit high multiplies on rows pre-shifted by 4.
-                ((((r0[dx] >> 4) * b0) >> 16) + (((r1[dx] >> 4) * b1) >> 16) + 2) >> 2
-            } else {
-                (r0[dx] * b0 + r1[dx] * b1 + (1 << 21)) >> 22
-            };
-            drow[dx] = v.clamp(0, 255) as u8;
-        }
-    });
+    out.data.par_chunks_mut(width).enumerate().for_each_init(
+        || (vec![0i32; width], vec![0i32; width]),
+        |(r0, r1), (dy, drow)| {
+            let (sy, b0, b1) = yt[dy];
+            linear_hpass(src.row(clamp_row(sy)), &xt, r0);
+            linear_hpass(src.row(clamp_row(sy + 1)), &xt, r1);
+            for ((d, &a), &b) in drow.iter_mut().zip(r0.iter()).zip(r1.iter()) {
+                // OpenCV's SIMD blend: 16-bit high multiplies on rows pre-shifted by 4.
+                let v = ((((a >> 4) * b0) >> 16) + (((b >> 4) * b1) >> 16) + 2) >> 2;
+                *d = v.clamp(0, 255) as u8;
+            }
+        },
+    );
     out
 }
 

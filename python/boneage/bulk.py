@@ -1,0 +1,419 @@
+"""The bulk job: archives in, training-ready shards and a manifest out.
+
+Work is cut into *parts* of consecutive input files. Each part is decoded, localised and
+preprocessed (the expensive bit) and saved under ``OUT/.work`` as one TFRecord plus its
+manifest rows, atomically. ``--resume`` skips finished parts, so an interrupted run loses at
+most one part. When every part is done, the parts are streamed in order into the final
+shards (cheap), so a resumed run writes exactly the shards an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from boneage import _native as native
+from boneage import hands
+from boneage.labels import LabelTable, read_labels
+from boneage.sources import Item, count_items, iter_items
+from boneage.splits import stratified_split
+
+MANIFEST_COLUMNS = [
+    "id", "split", "source", "status", "reason", "localiser",
+    "x0", "y0", "x1", "y1", "width", "height", "male", "age",
+]  # fmt: skip
+RECORDS_PER_SHARD = 1000
+
+
+@dataclass
+class Options:
+    inputs: list[str]
+    out: str
+    labels: list[str] = field(default_factory=list)
+    localiser: str = "auto"
+    engine: str = "native"
+    size: int = 256
+    clip_limit: float = 2.0
+    tile_grid: tuple[int, int] = (8, 8)
+    shards: int = 0
+    compression: str | None = None
+    split_by: dict[str, float] | None = None
+    seed: int = 0
+    workers: int = 0
+    resume: bool = False
+    part_size: int = 256
+    keep_work: bool = False
+    sheet: int = 60
+    max_pixels: int = 100_000_000
+    progress: bool = True
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    ok: int = 0
+    skipped: int = 0
+    per_split: dict[str, int] = field(default_factory=dict)
+    localisers: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    images_per_s: float = 0.0
+    shards: dict[str, Any] = field(default_factory=dict)
+    parts_resumed: int = 0
+
+
+def _row(item_source: str, case_id: str, split: str, status: str, reason: str = "") -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(MANIFEST_COLUMNS, "")
+    row.update(id=case_id, split=split, source=item_source, status=status, reason=reason)
+    if status != "ok":
+        row["localiser"] = "none"
+    return row
+
+
+def _reason_key(reason: str) -> str:
+    """Groups reasons for the summary (paths and numbers removed)."""
+    head = reason.split(" (")[0]
+    if ": " in head:
+        head = head.rsplit(": ", 1)[-1]
+    return head[:80]
+
+
+class Job:
+    """One bulk run; see the module docstring."""
+
+    def __init__(self, opts: Options) -> None:
+        self.o = opts
+        self.out = Path(opts.out)
+        self.work = self.out / ".work"
+        self.table: LabelTable = read_labels(opts.labels)
+        self.splits: dict[str, str] = {}
+        if opts.split_by:
+            self.splits = stratified_split(
+                list(self.table.labels.values()), opts.split_by, opts.seed
+            )
+        self.workers = opts.workers or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+        self.sheet: list[tuple[np.ndarray, tuple[int, int, int, int], str, str]] = []
+
+    # -- per item bookkeeping -------------------------------------------------------------
+    def split_of(self, case_id: str) -> str:
+        if case_id in self.splits:
+            return self.splits[case_id]
+        label = self.table.get(case_id)
+        if label is None:
+            return "unlabeled"
+        return label.split or "train"
+
+    def fill_label(self, row: dict[str, Any]) -> None:
+        label = self.table.get(row["id"])
+        if label is not None:
+            row["male"], row["age"] = label.male, label.age_months
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self) -> Summary:
+        start = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.work.exists() and not self.o.resume:
+            shutil.rmtree(self.work)
+        self.work.mkdir(exist_ok=True)
+        summary = Summary()
+        total = count_items(self.o.inputs)
+        bar = _progress(total, self.o.progress)
+        seen: dict[str, str] = {}
+        ok_so_far = 0
+        try:
+            for p, part in enumerate(_chunks(iter_items(self.o.inputs), self.o.part_size)):
+                done = self.work / f"part-{p:05d}.csv"
+                if self.o.resume and done.exists():
+                    rows = _read_csv(done)
+                    summary.parts_resumed += 1
+                    for r in rows:
+                        if _claims(r):
+                            seen.setdefault(r["id"], r["source"])
+                else:
+                    rows = self.process_part(p, part, seen)
+                ok_so_far += sum(r["status"] == "ok" for r in rows)
+                bar.update(len(rows))
+                bar.set_postfix(ok=ok_so_far, skipped=bar.n - ok_so_far, refresh=False)
+        finally:
+            bar.close()
+            if self._pool is not None:
+                self._pool.shutdown()
+        self.finalise(summary)
+        summary.seconds = time.perf_counter() - start
+        summary.images_per_s = summary.ok / summary.seconds if summary.seconds else 0.0
+        (self.out / "summary.json").write_text(json.dumps(asdict(summary), indent=2))
+        return summary
+
+    def process_part(self, p: int, items: list[Item], seen: dict[str, str]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        todo: list[tuple[int, Item, bytes]] = []
+        for item in items:
+            split = self.split_of(item.case_id)
+            row = _row(item.source, item.case_id, split, "skipped")
+            rows.append(row)
+            if not item.is_image:
+                row["reason"] = f"not an image ({Path(item.source).suffix or 'no extension'})"
+                continue
+            problem = self.table.problems.get(item.case_id)
+            if problem is not None:
+                row["reason"] = f"bad label: {problem.reason} ({problem.source})"
+                continue
+            if item.case_id in seen:
+                row["reason"] = f"duplicate id (first: {seen[item.case_id]})"
+                continue
+            seen[item.case_id] = item.source
+            try:
+                data = item.read()
+            except OSError as e:
+                row["reason"] = f"unreadable: {e}"
+                continue
+            todo.append((len(rows) - 1, item, data))
+
+        results = self.localise_and_preprocess([d for _, _, d in todo], [i.source for _, i, _ in todo])
+        tmp = self.work / f"part-{p:05d}"
+        writer = native.ShardWriter(str(self.work), f"part-{p:05d}", 1)
+        try:
+            for (ri, item, data), res in zip(todo, results, strict=True):
+                row = rows[ri]
+                if isinstance(res, str):
+                    row["reason"] = res
+                    continue
+                image, info = res
+                x0, y0, x1, y1 = info["box"]
+                row.update(
+                    status="ok", localiser=info["localiser"], x0=x0, y0=y0, x1=x1, y1=y1,
+                    width=info["width"], height=info["height"],
+                )  # fmt: skip
+                self.fill_label(row)
+                label = self.table.get(item.case_id)
+                writer.write(
+                    image,
+                    item.case_id,
+                    male=None if label is None else label.male,
+                    age=None if label is None else label.age_months,
+                    split=row["split"],
+                    source=item.source,
+                    localiser=info["localiser"],
+                    box=[int(x0), int(y0), int(x1), int(y1)],
+                    source_size=[int(info["width"]), int(info["height"])],
+                )
+                if len(self.sheet) < self.o.sheet:
+                    self.sheet.append(self.thumbnail(data, info, item.case_id))
+        finally:
+            writer.close()
+        _write_csv(tmp.with_suffix(".csv"), rows)  # the part's "done" marker, written last
+        return rows
+
+    def thumbnail(self, data: bytes, info: dict[str, Any], case_id: str) -> tuple[np.ndarray, Any, str, str]:
+        img = native.decode_gray(data, self.o.max_pixels)
+        h, w = img.shape
+        s = min(1.0, 200 / max(h, w))
+        small = native.resize_area(img, max(1, round(w * s)), max(1, round(h * s)))
+        box = tuple(round(v * s) for v in info["box"])
+        return small, box, case_id, info["localiser"]
+
+    # -- engines --------------------------------------------------------------------------
+    def localise_and_preprocess(self, datas: list[bytes], labels: list[str]) -> list[Any]:
+        """Per item: (image, info) or an error message. Runs the chosen engine and localiser."""
+        if not datas:
+            return []
+        o = self.o
+        if o.engine == "native" and o.localiser in ("native", "none"):
+            imgs, infos, errors = native.process_encoded(
+                [bytes(d) for d in datas], labels, o.localiser, o.size, o.clip_limit,
+                o.tile_grid, hands.MARGIN, None, o.max_pixels,
+            )  # fmt: skip
+            out: list[Any] = [(imgs[i], infos[i]) for i in range(len(datas))]
+            for i, _, reason in errors:
+                out[i] = _clean(reason)
+            return out
+        decoded = self.decode(datas)
+        good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
+        images = [decoded[i] for i in good]
+        marks = self.mediapipe(images) if o.localiser in ("mediapipe", "auto") else [None] * len(images)
+        found = [hands.choose(img, o.localiser, landmarks=m) for img, m in zip(images, marks, strict=True)]
+        crops = [f.box for f in found]
+        if o.engine == "native":
+            batch, errors = native.preprocess_batch(images, crops, o.size, o.clip_limit, o.tile_grid)
+            pre: list[Any] = list(batch)
+            for i, _, reason in errors:
+                pre[i] = _clean(reason)
+        else:
+            from boneage import reference
+
+            pre = [reference.preprocess(img, c, o.size, o.clip_limit, o.tile_grid) for img, c in zip(images, crops, strict=True)]
+        out = list(decoded)
+        for k, i in enumerate(good):
+            if isinstance(pre[k], str):
+                out[i] = pre[k]
+                continue
+            h, w = images[k].shape
+            out[i] = (pre[k], {"box": crops[k], "localiser": found[k].localiser, "width": w, "height": h})
+        return out
+
+    def decode(self, datas: list[bytes]) -> list[Any]:
+        if self.o.engine == "native":
+            images, errors = native.decode_many([bytes(d) for d in datas], None, self.o.max_pixels)
+            out: list[Any] = list(images)
+            for i, _, reason in errors:
+                out[i] = _clean(reason)
+            return out
+        from boneage import reference
+
+        out = []
+        for d in datas:
+            try:
+                out.append(reference.decode_gray(d))
+            except OSError as e:
+                out.append(str(e))
+        return out
+
+    def mediapipe(self, images: list[np.ndarray]) -> list[Any]:
+        """Landmarks for each image, from MediaPipe in worker processes."""
+        small = []
+        for img in images:
+            h, w = img.shape
+            s = min(1.0, hands.MEDIAPIPE_SIDE / max(h, w))
+            small.append(native.resize_area(img, max(1, round(w * s)), max(1, round(h * s))))
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=get_context("spawn"), initializer=_init_worker
+            )
+        return list(self._pool.map(_landmarks, small, chunksize=4))
+
+    # -- the end --------------------------------------------------------------------------
+    def finalise(self, summary: Summary) -> None:
+        rows: list[dict[str, Any]] = []
+        parts = sorted(self.work.glob("part-*.csv"))
+        for part in parts:
+            rows += _read_csv(part)
+        seen = {r["id"] for r in rows if r["id"]}
+        for cid, label in self.table.labels.items():
+            if cid not in seen:
+                row = _row(label.source, cid, self.split_of(cid), "skipped", "label without image")
+                self.fill_label(row)
+                rows.append(row)
+        for cid, problem in self.table.problems.items():
+            if cid not in seen:
+                rows.append(_row(problem.source, cid, "", "skipped", f"bad label: {problem.reason}"))
+
+        counts = Counter(r["split"] for r in rows if r["status"] == "ok")
+        writers = {
+            split: native.ShardWriter(
+                str(self.out), split, self.o.shards or max(1, math.ceil(n / RECORDS_PER_SHARD)),
+                self.o.compression,
+            )
+            for split, n in sorted(counts.items())
+        }  # fmt: skip
+        try:
+            for part in parts:
+                tfr = sorted(self.work.glob(part.stem + "-*.tfrecord*"))
+                for ex in native.read_examples([str(t) for t in tfr]):
+                    extras = {k: v for k, v in ex.items() if k not in ("image", "id", "male", "age", "height", "width")}
+                    writers[extras["split"]].write(ex["image"], ex["id"], ex.get("male"), ex.get("age"), **extras)
+        finally:
+            for split, w in writers.items():
+                summary.shards[split] = w.close()
+        _remove_stale_shards(self.out, summary.shards)
+        _write_csv(self.out / "manifest.csv", rows)
+        summary.total = len(rows)
+        summary.ok = sum(r["status"] == "ok" for r in rows)
+        summary.skipped = summary.total - summary.ok
+        summary.per_split = dict(sorted(counts.items()))
+        summary.localisers = dict(Counter(r["localiser"] for r in rows if r["status"] == "ok"))
+        summary.reasons = dict(Counter(_reason_key(r["reason"]) for r in rows if r["status"] != "ok"))
+        if self.sheet:
+            from boneage.contact import contact_sheet
+
+            imgs, boxes, labels, locs = zip(*self.sheet, strict=True)
+            contact_sheet(imgs, boxes, labels, locs, self.out / "contact_sheet.png")
+        if not self.o.keep_work:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+UNCLAIMED = ("not an image", "bad label", "duplicate id")
+
+
+def _claims(row: dict[str, Any]) -> bool:
+    """Whether a manifest row took its id (later files with that id are duplicates)."""
+    return not row["reason"].startswith(UNCLAIMED)
+
+
+def _clean(reason: str) -> str:
+    return reason.replace("<bytes>: ", "")
+
+
+def _remove_stale_shards(out: Path, written: dict[str, Any]) -> None:
+    """Drops shard files an earlier run left here that this run did not rewrite."""
+    keep = {Path(s["path"]).name for summary in written.values() for s in summary["shards"]}
+    for path in out.glob("*-of-*.tfrecord*"):
+        if path.name not in keep:
+            path.unlink()
+
+
+def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
+    """Groups items; a group's data must be read before the next group is produced (streams)."""
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _progress(total: int | None, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="preprocess", disable=not enabled, smoothing=0.1)
+
+
+_DETECTOR: hands.MediaPipeHands | None = None
+
+
+def _init_worker() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GLOG_minloglevel", "3")
+    global _DETECTOR
+    _DETECTOR = hands.MediaPipeHands()
+
+
+def _landmarks(img: np.ndarray) -> Any:
+    assert _DETECTOR is not None
+    return _DETECTOR.landmarks(img)
+
+
+def run(opts: Options) -> Summary:
+    return Job(opts).run()
+

@@ -1,0 +1,120 @@
+"""``python -m boneage.preprocess``: turn folders and archives of radiographs into shards.
+
+Example::
+
+    python -m boneage.preprocess boneage-training-dataset.zip boneage-test-dataset.zip \\
+        --labels train.csv test.csv --out data/rsna
+
+Exit status: 0 when every input became a record, 1 when the run finished but skipped some
+inputs (each is in ``OUT/manifest.csv`` with its reason), 2 on a usage or fatal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from boneage.hands import LOCALISERS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m boneage.preprocess",
+        description=(
+            "Decode, localise the hand, crop, CLAHE, pad and resize every radiograph in the "
+            "inputs, and write sharded TFRecords plus OUT/manifest.csv (one row per input, "
+            "with its status and reason). Archives are streamed, never extracted."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", help="folders, .zip or .tar[.gz] archives, or image files")
+    p.add_argument("--labels", nargs="*", default=[], metavar="CSV",
+                   help="RSNA label CSVs (training, validation or test schema); images without a "
+                        "label are kept as 'unlabeled'")  # fmt: skip
+    p.add_argument("--out", required=True, help="output directory for shards and manifest")
+    p.add_argument("--localiser", choices=LOCALISERS, default="auto",
+                   help="auto: MediaPipe when plausible, else the native radiograph localiser, "
+                        "else the whole image")  # fmt: skip
+    p.add_argument("--engine", choices=("native", "opencv"), default="native",
+                   help="opencv runs the same job through boneage.reference (cv2), for comparison")
+    p.add_argument("--size", type=int, default=256, help="output side in pixels")
+    p.add_argument("--clip-limit", type=float, default=2.0, help="CLAHE clip limit")
+    p.add_argument("--tile-grid", type=int, nargs=2, default=(8, 8), metavar=("COLS", "ROWS"))
+    p.add_argument("--split-by", metavar="SPEC",
+                   help="seeded stratified split instead of the CSVs' own, e.g. "
+                        "train=0.8,val=0.1,test=0.1")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed for --split-by")
+    p.add_argument("--shards", type=int, default=0,
+                   help="shards per split (0: one per ~1000 images)")
+    p.add_argument("--gzip", action="store_true", help="GZIP-compress the shards")
+    p.add_argument("--workers", type=int, default=0,
+                   help="MediaPipe worker processes and native threads (0: all cores)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in the same --out, skipping finished parts")
+    p.add_argument("--part-size", type=int, default=256,
+                   help="inputs per resumable part (memory holds one part's encoded files)")
+    p.add_argument("--keep-work", action="store_true", help="keep OUT/.work after finishing")
+    p.add_argument("--contact-sheet", type=int, default=60, metavar="N",
+                   help="thumbnails with crop boxes in OUT/contact_sheet.png (0: none)")
+    p.add_argument("--max-pixels", type=int, default=100_000_000,
+                   help="refuse images with more pixels than this")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GLOG_minloglevel", "3")
+    from boneage.bulk import Options, run
+    from boneage.splits import parse_fractions
+
+    try:
+        if args.size < 1 or args.part_size < 1 or args.shards < 0 or args.workers < 0:
+            raise ValueError("--size and --part-size must be >= 1; --shards, --workers >= 0")
+        opts = Options(
+            inputs=args.inputs,
+            out=args.out,
+            labels=args.labels,
+            localiser=args.localiser,
+            engine=args.engine,
+            size=args.size,
+            clip_limit=args.clip_limit,
+            tile_grid=tuple(args.tile_grid),
+            shards=args.shards,
+            compression="GZIP" if args.gzip else None,
+            split_by=parse_fractions(args.split_by) if args.split_by else None,
+            seed=args.seed,
+            workers=args.workers,
+            resume=args.resume,
+            part_size=args.part_size,
+            keep_work=args.keep_work,
+            sheet=args.contact_sheet,
+            max_pixels=args.max_pixels,
+            progress=not args.quiet and sys.stderr.isatty(),
+        )
+        summary = run(opts)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun with --resume to continue", file=sys.stderr)
+        return 130
+    print(
+        f"{summary.ok} of {summary.total} inputs written in {summary.seconds:.1f} s "
+        f"({summary.images_per_s:.1f} images/s); {summary.skipped} skipped",
+        file=sys.stderr,
+    )
+    print(f"per split: {json.dumps(summary.per_split)}", file=sys.stderr)
+    print(f"localiser: {json.dumps(summary.localisers)}", file=sys.stderr)
+    if summary.reasons:
+        print(f"skipped:   {json.dumps(summary.reasons)}", file=sys.stderr)
+    print(f"manifest:  {os.path.join(args.out, 'manifest.csv')}", file=sys.stderr)
+    return 1 if summary.skipped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

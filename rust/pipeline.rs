@@ -1,0 +1,106 @@
+//! The bulk job's per-image work in one parallel native call: decode -> localise -> preprocess.
+//!
+//! Archives are read in Python (zip/tar streams), so this takes encoded bytes. Each item's
+//! outcome is independent: a corrupt file becomes an error in its own slot.
+
+use rayon::prelude::*;
+
+use crate::decode::decode_gray;
+use crate::error::{Error, Result};
+use crate::image::Gray;
+use crate::localise::{localise, Localisation};
+use crate::preprocess::{preprocess, Box4, Params};
+
+/// Which box to crop with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Localiser {
+    /// The radiograph localiser in [`crate::localise`]; whole image when it is not plausible.
+    Native,
+    /// No crop: the whole image.
+    None,
+}
+
+impl std::str::FromStr for Localiser {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "native" => Ok(Localiser::Native),
+            "none" => Ok(Localiser::None),
+            other => Err(Error::value(format!(
+                "localiser must be 'native' or 'none' here, got {other:?} (MediaPipe runs in Python)"
+            ))),
+        }
+    }
+}
+
+/// What happened to one image, besides its pixels.
+#[derive(Clone, Copy, Debug)]
+pub struct ItemInfo {
+    pub width: usize,
+    pub height: usize,
+    pub bbox: Box4,
+    /// `"native"` when the localiser's box was used, `"none"` for the whole image.
+    pub used: &'static str,
+    pub localisation: Option<Localisation>,
+}
+
+pub fn process_one(
+    data: &[u8],
+    mode: Localiser,
+    p: &Params,
+    margin: f64,
+    max_pixels: u64,
+) -> Result<(Gray, ItemInfo)> {
+    let img = decode_gray(data, max_pixels)?;
+    let view = img.view();
+    let whole: Box4 = (0, 0, img.width as i64, img.height as i64);
+    let (bbox, used, localisation) = match mode {
+        Localiser::None => (whole, "none", None),
+        Localiser::Native => {
+            let loc = localise(&view, margin)?;
+            if loc.plausible {
+                let (x0, y0, x1, y1) = loc.bbox;
+                (
+                    (x0 as i64, y0 as i64, x1 as i64, y1 as i64),
+                    "native",
+                    Some(loc),
+                )
+            } else {
+                (whole, "none", Some(loc))
+            }
+        }
+    };
+    let out = preprocess(&view, Some(bbox), p)?;
+    Ok((
+        out,
+        ItemInfo {
+            width: img.width,
+            height: img.height,
+            bbox,
+            used,
+            localisation,
+        },
+    ))
+}
+
+/// [`process_one`] over many encoded images in parallel, in input order.
+pub fn process_many(
+    datas: &[&[u8]],
+    mode: Localiser,
+    p: &Params,
+    margin: f64,
+    max_pixels: u64,
+) -> Vec<Result<(Gray, ItemInfo)>> {
+    datas
+        .par_iter()
+        .map(|d| process_one(d, mode, p, margin, max_pixels))
+        .collect()
+}
+
+/// Decodes many encoded images in parallel.
+pub fn decode_many(datas: &[&[u8]], max_pixels: u64) -> Vec<Result<Gray>> {
+    datas
+        .par_iter()
+        .map(|d| decode_gray(d, max_pixels))
+        .collect()
+}

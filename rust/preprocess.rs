@@ -1,0 +1,268 @@
+//! The paper's preprocessing, fused: crop -> CLAHE -> pad to square -> INTER_AREA resize.
+//!
+//! The result is byte-identical to running [`clahe`](crate::clahe::clahe), [`pad_to_square`]
+//! and [`resize`](crate::resize::resize) one after the other (tested), but neither the CLAHE
+//! image nor the padded square is ever materialised on the common downscaling path:
+//! each CLAHE row goes straight into the horizontal area pass, and the zero padding is
+//! skipped. Skipping it is exact: every term of the f32 sums is non-negative, so adding
+//! `w * 0.0` never changes a sum, and the first real term of a sum that would have started
+//! from zero is the same value either way.
+
+use rayon::prelude::*;
+
+use crate::clahe::ClaheLuts;
+use crate::error::{Error, Result};
+use crate::image::{Gray, GrayView};
+use crate::resize::{
+    self, area_fast_value, area_hpass, area_taps, area_vpass, tap_ranges, AreaTap, Interp,
+};
+
+/// Parameters of the pipeline (the paper's defaults: 256 px, clip 2.0, 8x8 tiles).
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    pub size: usize,
+    pub clip_limit: f64,
+    pub grid_x: usize,
+    pub grid_y: usize,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            size: 256,
+            clip_limit: 2.0,
+            grid_x: 8,
+            grid_y: 8,
+        }
+    }
+}
+
+/// A crop box `(x0, y0, x1, y1)`, end-exclusive, in source pixels.
+pub type Box4 = (i64, i64, i64, i64);
+
+/// Resolves a crop box against an image: the far edges are clamped to the image (as numpy
+/// slicing does), but a box must start inside the image and not be empty.
+pub fn resolve_crop(
+    view: &GrayView<'_>,
+    crop: Option<Box4>,
+) -> Result<(usize, usize, usize, usize)> {
+    let Some((x0, y0, x1, y1)) = crop else {
+        return Ok((0, 0, view.width, view.height));
+    };
+    let (w, h) = (view.width as i64, view.height as i64);
+    if x0 < 0 || y0 < 0 || x0 >= w || y0 >= h || x1 <= x0 || y1 <= y0 {
+        return Err(Error::value(format!(
+            "crop box ({x0}, {y0}, {x1}, {y1}) must satisfy 0 <= x0 < x1, 0 <= y0 < y1 and start \
+             inside the {w}x{h} image"
+        )));
+    }
+    Ok((
+        x0 as usize,
+        y0 as usize,
+        x1.min(w) as usize,
+        y1.min(h) as usize,
+    ))
+}
+
+/// Centred zero padding to a square: `x_pad = (m - w) / 2`, `y_pad = (m - h) / 2`.
+pub fn pad_to_square(src: &GrayView<'_>) -> Gray {
+    let m = src.width.max(src.height);
+    let (xp, yp) = ((m - src.width) / 2, (m - src.height) / 2);
+    let mut out = Gray::new(m, m);
+    for y in 0..src.height {
+        let start = (y + yp) * m + xp;
+        out.data[start..start + src.width].copy_from_slice(src.row(y));
+    }
+    out
+}
+
+/// Runs the whole pipeline on one image.
+pub fn preprocess(src: &GrayView<'_>, crop: Option<Box4>, p: &Params) -> Result<Gray> {
+    resize::check_size(p.size, p.size)?;
+    let (x0, y0, x1, y1) = resolve_crop(src, crop)?;
+    let view = src.crop(x0, y0, x1, y1)?;
+    let luts = ClaheLuts::new(&view, p.clip_limit, p.grid_x, p.grid_y)?;
+    let (w, h) = (view.width, view.height);
+    let m = w.max(h);
+    let (xp, yp) = ((m - w) / 2, (m - h) / 2);
+    let size = p.size;
+
+    if size > m {
+        // Upscaling (tiny crops): rare, so take the plain route through the padded image.
+        let mut eq = Gray::new(w, h);
+        for (y, row) in eq.data.chunks_mut(w).enumerate() {
+            luts.apply_row(view.row(y), y, row);
+        }
+        return resize::resize(&pad_to_square(&eq.view()).view(), size, size, Interp::Area);
+    }
+    if size == m {
+        let mut out = Gray::new(m, m);
+        out.data[yp * m..(yp + h) * m]
+            .par_chunks_mut(m)
+            .enumerate()
+            .for_each(|(y, row)| luts.apply_row(view.row(y), y, &mut row[xp..xp + w]));
+        return Ok(out);
+    }
+
+    let inv = size as f64 / m as f64;
+    let scale = 1.0 / inv;
+    let k = scale.round();
+    if (scale - k).abs() < f64::EPSILON {
+        return Ok(fused_area_fast(&view, &luts, m, xp, yp, size, k as usize));
+    }
+    Ok(fused_area_general(&view, &luts, m, xp, yp, size, scale))
+}
+
+/// Integer factor `k`: block sums of the padded CLAHE image, padding skipped.
+fn fused_area_fast(
+    view: &GrayView<'_>,
+    luts: &ClaheLuts,
+    m: usize,
+    xp: usize,
+    yp: usize,
+    size: usize,
+    k: usize,
+) -> Gray {
+    let (w, h) = (view.width, view.height);
+    let scale = 1.0f32 / (k * k) as f32;
+    let mut out = Gray::new(size, size);
+    out.data.par_chunks_mut(size).enumerate().for_each_init(
+        || (vec![0u8; m], vec![0u32; size]),
+        |(padded, sums), (dy, drow)| {
+            sums.iter_mut().for_each(|s| *s = 0);
+            for py in dy * k..(dy + 1) * k {
+                if py < yp || py >= yp + h {
+                    continue;
+                }
+                let y = py - yp;
+                luts.apply_row(view.row(y), y, &mut padded[xp..xp + w]);
+                for (dx, s) in sums.iter_mut().enumerate() {
+                    *s += padded[dx * k..(dx + 1) * k]
+                        .iter()
+                        .map(|&v| v as u32)
+                        .sum::<u32>();
+                }
+            }
+            for (dx, d) in drow.iter_mut().enumerate() {
+                *d = area_fast_value(sums[dx], k, k, scale);
+            }
+        },
+    );
+    out
+}
+
+/// General factor: horizontal area pass straight from each CLAHE row, then the vertical pass.
+fn fused_area_general(
+    view: &GrayView<'_>,
+    luts: &ClaheLuts,
+    m: usize,
+    xp: usize,
+    yp: usize,
+    size: usize,
+    scale: f64,
+) -> Gray {
+    let (w, h) = (view.width, view.height);
+    // Horizontal taps that land on content, re-indexed into the unpadded CLAHE row.
+    let xtaps: Vec<AreaTap> = area_taps(m, size, scale)
+        .into_iter()
+        .filter(|t| t.si >= xp && t.si < xp + w)
+        .map(|t| AreaTap { si: t.si - xp, ..t })
+        .collect();
+    let xranges = tap_ranges(&xtaps, size);
+    let ytaps = area_taps(m, size, scale);
+    let mut hbuf = vec![0f32; h * size];
+    hbuf.par_chunks_mut(size).enumerate().for_each_init(
+        || vec![0u8; w],
+        |row, (y, buf)| {
+            luts.apply_row(view.row(y), y, row);
+            area_hpass(row, &xtaps, &xranges, buf);
+        },
+    );
+    let ranges = tap_ranges(&ytaps, size);
+    let mut out = Gray::new(size, size);
+    let hb = &hbuf;
+    out.data.par_chunks_mut(size).enumerate().for_each_init(
+        || vec![0f32; size],
+        |sum, (dy, drow)| {
+            let row_of = |si: usize| {
+                (si >= yp && si < yp + h).then(|| &hb[(si - yp) * size..(si - yp + 1) * size])
+            };
+            area_vpass(&ytaps[ranges[dy].clone()], row_of, drow, sum);
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clahe::clahe;
+
+    fn noise(w: usize, h: usize, seed: u64) -> Gray {
+        let mut s = seed;
+        let data = (0..w * h)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (s >> 56) as u8
+            })
+            .collect();
+        Gray::from_vec(w, h, data).unwrap()
+    }
+
+    fn stepwise(img: &Gray, crop: Option<Box4>, p: &Params) -> Gray {
+        let v = img.view();
+        let (x0, y0, x1, y1) = resolve_crop(&v, crop).unwrap();
+        let c = v.crop(x0, y0, x1, y1).unwrap();
+        let eq = clahe(&c, p.clip_limit, p.grid_x, p.grid_y).unwrap();
+        let sq = pad_to_square(&eq.view());
+        resize::resize(&sq.view(), p.size, p.size, Interp::Area).unwrap()
+    }
+
+    #[test]
+    fn fused_equals_stepwise() {
+        let cases = [
+            (300, 200, None, 64),
+            (200, 300, Some((10, 20, 190, 260)), 64),
+            (512, 384, None, 256), // integer factor 2
+            (768, 500, None, 256), // integer factor 3 (with float noise in the scale)
+            (1000, 777, Some((3, 5, 999, 700)), 256),
+            (100, 60, None, 100),                      // same size
+            (40, 30, None, 64),                        // upscale
+            (257, 300, Some((0, 0, 5000, 5000)), 128), // far edges clamped
+        ];
+        for (i, (w, h, crop, size)) in cases.into_iter().enumerate() {
+            let img = noise(w, h, i as u64);
+            let p = Params {
+                size,
+                ..Params::default()
+            };
+            assert_eq!(
+                preprocess(&img.view(), crop, &p).unwrap(),
+                stepwise(&img, crop, &p),
+                "case {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn pad_centres_content() {
+        let img = Gray::from_vec(3, 1, vec![1, 2, 3]).unwrap();
+        let sq = pad_to_square(&img.view());
+        assert_eq!(sq.data, vec![0, 0, 0, 1, 2, 3, 0, 0, 0]);
+        let img = Gray::from_vec(1, 2, vec![5, 6]).unwrap();
+        assert_eq!(pad_to_square(&img.view()).data, vec![5, 0, 6, 0]);
+    }
+
+    #[test]
+    fn bad_crops_are_rejected() {
+        let img = noise(10, 10, 1);
+        for crop in [(-1, 0, 5, 5), (5, 5, 5, 9), (10, 0, 12, 5), (0, 0, 3, -1)] {
+            assert!(
+                preprocess(&img.view(), Some(crop), &Params::default()).is_err(),
+                "{crop:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! Python bindings for the image functions. Argument checking and error mapping live here;
+//! all pixel work runs in the pure-Rust modules with the GIL released.
+
+use std::path::PathBuf;
+
+use numpy::ndarray::{Array2, Array3};
+use numpy::{
+    IntoPyArray, PyArray2, PyArray3, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray2,
+    PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::batch;
+use crate::clahe as core_clahe;
+use crate::decode::{self, DEFAULT_MAX_PIXELS};
+use crate::error::Error;
+use crate::image::{Gray, GrayView};
+use crate::preprocess::{self as core_pre, Box4, Params};
+use crate::resize::{self, Interp};
+
+/// Maps a core error to the Python exception a caller expects: `ValueError` for bad
+/// arguments, `OSError` (with errno and filename when the OS gave one) for files and bytes.
+pub fn to_pyerr(e: Error) -> PyErr {
+    match e {
+        Error::Value(msg) => PyValueError::new_err(msg),
+        Error::Io { path, source } => match source.raw_os_error() {
+            Some(code) => {
+                PyOSError::new_err((code, source.to_string(), path.display().to_string()))
+            }
+            None => PyOSError::new_err(format!("{}: {source}", path.display())),
+        },
+        e @ (Error::Decode { .. } | Error::Record { .. }) => PyOSError::new_err(e.to_string()),
+    }
+}
+
+/// Pixels borrowed from a numpy array (any positive row stride, unit column stride) or, for
+/// other layouts, copied once into a packed buffer.
+pub enum Pixels<'py> {
+    Borrowed {
+        _guard: PyReadonlyArray2<'py, u8>,
+        ptr: *const u8,
+        len: usize,
+        width: usize,
+        height: usize,
+        stride: usize,
+    },
+    Owned(Gray),
+}
+
+impl Pixels<'_> {
+    pub fn view(&self) -> GrayView<'_> {
+        match self {
+            Pixels::Borrowed {
+                ptr,
+                len,
+                width,
+                height,
+                stride,
+                ..
+            } => {
+                // SAFETY: `ptr..ptr+len` lies inside the array that `_guard` keeps alive and
+                // borrowed read-only for as long as `self` lives.
+                let data = unsafe { std::slice::from_raw_parts(*ptr, *len) };
+                GrayView {
+                    width: *width,
+                    height: *height,
+                    stride: *stride,
+                    data,
+                }
+            }
+            Pixels::Owned(g) => g.view(),
+        }
+    }
+}
+
+/// Checks that `obj` is a non-empty 2-D uint8 numpy array and exposes its pixels.
+pub fn pixels<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Pixels<'py>> {
+    let arr = obj.downcast::<PyUntypedArray>().map_err(|_| {
+        let ty = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        PyTypeError::new_err(format!(
+            "{name}: expected a numpy.ndarray of uint8, got {ty}"
+        ))
+    })?;
+    if arr.ndim() != 2 {
+        return Err(PyValueError::new_err(format!(
+            "{name}: expected a 2-D (height, width) grey image, got shape {:?}",
+            arr.shape()
+        )));
+    }
+    let dtype = arr.dtype();
+    if !dtype.is_equiv_to(&numpy::dtype::<u8>(obj.py())) {
+        return Err(PyValueError::new_err(format!(
+            "{name}: expected dtype uint8, got {dtype}"
+        )));
+    }
+    let (height, width) = (arr.shape()[0], arr.shape()[1]);
+    if height == 0 || width == 0 {
+        return Err(PyValueError::new_err(format!(
+            "{name}: empty image of shape ({height}, {width})"
+        )));
+    }
+    let typed = arr.downcast::<PyArray2<u8>>()?.readonly();
+    let strides = typed.strides();
+    if strides[1] == 1 && strides[0] >= width as isize {
+        let stride = strides[0] as usize;
+        let ptr = typed.data() as *const u8;
+        return Ok(Pixels::Borrowed {
+            _guard: typed,
+            ptr,
+            len: (height - 1) * stride + width,
+            width,
+            height,
+            stride,
+        });
+    }
+    let data: Vec<u8> = typed.as_array().iter().copied().collect();
+    Ok(Pixels::Owned(
+        Gray::from_vec(width, height, data).map_err(to_pyerr)?,
+    ))
+}
+
+/// Moves an image into a new numpy array without copying the pixels.
+pub fn to_numpy(py: Python<'_>, img: Gray) -> PyResult<Bound<'_, PyArray2<u8>>> {
+    let arr = Array2::from_shape_vec((img.height, img.width), img.data)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(arr.into_pyarray(py))
+}
+
+fn grid(tile_grid: (i64, i64)) -> PyResult<(usize, usize)> {
+    let (gx, gy) = tile_grid;
+    if gx < 1 || gy < 1 || gx > 1024 || gy > 1024 {
+        return Err(PyValueError::new_err(format!(
+            "tile_grid must be (columns, rows) in 1..=1024, got ({gx}, {gy})"
+        )));
+    }
+    Ok((gx as usize, gy as usize))
+}
+
+fn side(v: i64, what: &str) -> PyResult<usize> {
+    if v < 1 || v > resize::MAX_SIDE as i64 {
+        return Err(PyValueError::new_err(format!(
+            "{what} must be in 1..={}, got {v}",
+            resize::MAX_SIDE
+        )));
+    }
+    Ok(v as usize)
+}
+
+pub(crate) fn params(size: i64, clip_limit: f64, tile_grid: (i64, i64)) -> PyResult<Params> {
+    let (grid_x, grid_y) = grid(tile_grid)?;
+    core_clahe::check_params(clip_limit, grid_x, grid_y).map_err(to_pyerr)?;
+    Ok(Params {
+        size: side(size, "size")?,
+        clip_limit,
+        grid_x,
+        grid_y,
+    })
+}
+
+pub(crate) fn threads_arg(threads: Option<i64>) -> PyResult<Option<usize>> {
+    match threads {
+        None => Ok(None),
+        Some(n) if (1..=1024).contains(&n) => Ok(Some(n as usize)),
+        Some(n) => Err(PyValueError::new_err(format!(
+            "threads must be in 1..=1024 or None (all cores), got {n}"
+        ))),
+    }
+}
+
+pub(crate) fn max_pixels_arg(max_pixels: i64) -> PyResult<u64> {
+    if max_pixels < 1 {
+        return Err(PyValueError::new_err(format!(
+            "max_pixels must be positive, got {max_pixels}"
+        )));
+    }
+    Ok(max_pixels as u64)
+}
+
+fn crops_arg(crops: Option<Vec<Option<Box4>>>, n: usize) -> PyResult<Option<Vec<Option<Box4>>>> {
+    if let Some(c) = &crops {
+        if c.len() != n {
+            return Err(PyValueError::new_err(format!(
+                "crops has {} entries for {n} images",
+                c.len()
+            )));
+        }
+    }
+    Ok(crops)
+}
+
+/// CLAHE, as `cv2.createCLAHE(clip_limit, tile_grid).apply(img)`.
+#[pyfunction]
+#[pyo3(name = "clahe", signature = (img, clip_limit=2.0, tile_grid=(8, 8)))]
+fn clahe<'py>(
+    py: Python<'py>,
+    img: &Bound<'py, PyAny>,
+    clip_limit: f64,
+    tile_grid: (i64, i64),
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let (gx, gy) = grid(tile_grid)?;
+    let px = pixels(img, "img")?;
+    let view = px.view();
+    let out = py
+        .allow_threads(|| core_clahe::clahe(&view, clip_limit, gx, gy))
+        .map_err(to_pyerr)?;
+    to_numpy(py, out)
+}
+
+/// Centred zero padding to a square.
+#[pyfunction]
+fn pad_to_square<'py>(
+    py: Python<'py>,
+    img: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let px = pixels(img, "img")?;
+    let view = px.view();
+    let out = py.allow_threads(|| core_pre::pad_to_square(&view));
+    to_numpy(py, out)
+}
+
+fn resize_with<'py>(
+    py: Python<'py>,
+    img: &Bound<'py, PyAny>,
+    width: i64,
+    height: i64,
+    interp: Interp,
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let (w, h) = (side(width, "width")?, side(height, "height")?);
+    let px = pixels(img, "img")?;
+    let view = px.view();
+    let out = py
+        .allow_threads(|| resize::resize(&view, w, h, interp))
+        .map_err(to_pyerr)?;
+    to_numpy(py, out)
+}
+
+/// `cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)`.
+#[pyfunction]
+fn resize_area<'py>(
+    py: Python<'py>,
+    img: &Bound<'py, PyAny>,
+    width: i64,
+    height: i64,
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    resize_with(py, img, width, height, Interp::Area)
+}
+
+/// `cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)`.
+#[pyfunction]
+fn resize_linear<'py>(
+    py: Python<'py>,
+    img: &Bound<'py, PyAny>,
+    width: i64,
+    height: i64,
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    resize_with(py, img, width, height, Interp::Linear)
+}
+
+/// PNG/JPEG bytes to 8-bit grey, as `cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)`.
+#[pyfunction]
+#[pyo3(signature = (data, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+fn decode_gray<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    max_pixels: i64,
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let limit = max_pixels_arg(max_pixels)?;
+    let out = py
+        .allow_threads(|| decode::decode_gray(data, limit))
+        .map_err(to_pyerr)?;
+    to_numpy(py, out)
+}
+
+/// A PNG/JPEG file to 8-bit grey, as `cv2.imread(path, cv2.IMREAD_GRAYSCALE)`.
+#[pyfunction]
+#[pyo3(signature = (path, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+fn read_gray(py: Python<'_>, path: PathBuf, max_pixels: i64) -> PyResult<Bound<'_, PyArray2<u8>>> {
+    let limit = max_pixels_arg(max_pixels)?;
+    let out = py
+        .allow_threads(|| decode::read_gray(&path, limit))
+        .map_err(to_pyerr)?;
+    to_numpy(py, out)
+}
+
+/// crop -> CLAHE -> pad to square -> INTER_AREA resize, fused.
+#[pyfunction]
+#[pyo3(signature = (img, crop=None, size=256, clip_limit=2.0, tile_grid=(8, 8)))]
+fn preprocess<'py>(
+    py: Python<'py>,
+    img: &Bound<'py, PyAny>,
+    crop: Option<Box4>,
+    size: i64,
+    clip_limit: f64,
+    tile_grid: (i64, i64),
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let p = params(size, clip_limit, tile_grid)?;
+    let px = pixels(img, "img")?;
+    let view = px.view();
+    let out = py
+        .allow_threads(|| core_pre::preprocess(&view, crop, &p))
+        .map_err(to_pyerr)?;
+    to_numpy(py, out)
+}
+
+type ItemError = (usize, String, String);
+
+/// Packs per-item results into one (N, size, size) array; failed slots stay zero.
+fn stack<'py>(
+    py: Python<'py>,
+    results: Vec<crate::error::Result<Gray>>,
+    size: usize,
+    label: impl Fn(usize) -> String,
+) -> PyResult<(Bound<'py, PyArray3<u8>>, Vec<ItemError>)> {
+    let n = results.len();
+    let plane = size * size;
+    let mut data = vec![0u8; n * plane];
+    let mut errors = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(g) => data[i * plane..(i + 1) * plane].copy_from_slice(&g.data),
+            Err(e) => errors.push((i, label(i), e.to_string())),
+        }
+    }
+    let arr = Array3::from_shape_vec((n, size, size), data)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((arr.into_pyarray(py), errors))
+}
+
+/// Preprocesses a list of arrays in parallel.
+#[pyfunction]
+#[pyo3(signature = (images, crops=None, size=256, clip_limit=2.0, tile_grid=(8, 8), threads=None))]
+#[allow(clippy::type_complexity)]
+fn preprocess_batch<'py>(
+    py: Python<'py>,
+    images: Vec<Bound<'py, PyAny>>,
+    crops: Option<Vec<Option<Box4>>>,
+    size: i64,
+    clip_limit: f64,
+    tile_grid: (i64, i64),
+    threads: Option<i64>,
+) -> PyResult<(Bound<'py, PyArray3<u8>>, Vec<ItemError>)> {
+    let p = params(size, clip_limit, tile_grid)?;
+    let threads = threads_arg(threads)?;
+    let crops = crops_arg(crops, images.len())?;
+    let pixels: Vec<Pixels<'py>> = images
+        .iter()
+        .enumerate()
+        .map(|(i, img)| pixels(img, &format!("images[{i}]")))
+        .collect::<PyResult<_>>()?;
+    let views: Vec<GrayView<'_>> = pixels.iter().map(|p| p.view()).collect();
+    let results = py
+        .allow_threads(|| {
+            batch::with_threads(threads, || {
+                batch::preprocess_views(&views, crops.as_deref(), &p)
+            })
+        })
+        .map_err(to_pyerr)?;
+    stack(py, results, p.size, |i| format!("images[{i}]"))
+}
+
+/// Decodes and preprocesses files in parallel; bad files are reported, not fatal.
+#[pyfunction]
+#[pyo3(signature = (paths, crops=None, size=256, clip_limit=2.0, tile_grid=(8, 8), threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn preprocess_files<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+    crops: Option<Vec<Option<Box4>>>,
+    size: i64,
+    clip_limit: f64,
+    tile_grid: (i64, i64),
+    threads: Option<i64>,
+    max_pixels: i64,
+) -> PyResult<(Bound<'py, PyArray3<u8>>, Vec<ItemError>)> {
+    let p = params(size, clip_limit, tile_grid)?;
+    let threads = threads_arg(threads)?;
+    let limit = max_pixels_arg(max_pixels)?;
+    let crops = crops_arg(crops, paths.len())?;
+    let results = py
+        .allow_threads(|| {
+            batch::with_threads(threads, || {
+                batch::preprocess_files(&paths, crops.as_deref(), &p, limit)
+            })
+        })
+        .map_err(to_pyerr)?;
+    stack(py, results, p.size, |i| paths[i].display().to_string())
+}
+
+/// Decodes files in parallel; returns the images (None where a file failed) and the errors.
+#[pyfunction]
+#[pyo3(signature = (paths, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[allow(clippy::type_complexity)]
+fn read_gray_files<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+    threads: Option<i64>,
+    max_pixels: i64,
+) -> PyResult<(Vec<Option<Bound<'py, PyArray2<u8>>>>, Vec<ItemError>)> {
+    let threads = threads_arg(threads)?;
+    let limit = max_pixels_arg(max_pixels)?;
+    let results = py
+        .allow_threads(|| batch::with_threads(threads, || batch::read_files(&paths, limit)))
+        .map_err(to_pyerr)?;
+    let mut images = Vec::with_capacity(results.len());
+    let mut errors = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(g) => images.push(Some(to_numpy(py, g)?)),
+            Err(e) => {
+                images.push(None);
+                errors.push((i, paths[i].display().to_string(), e.to_string()));
+            }
+        }
+    }
+    Ok((images, errors))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("DEFAULT_MAX_PIXELS", DEFAULT_MAX_PIXELS)?;
+    m.add_function(wrap_pyfunction!(clahe, m)?)?;
+    m.add_function(wrap_pyfunction!(pad_to_square, m)?)?;
+    m.add_function(wrap_pyfunction!(resize_area, m)?)?;
+    m.add_function(wrap_pyfunction!(resize_linear, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_gray, m)?)?;
+    m.add_function(wrap_pyfunction!(read_gray, m)?)?;
+    m.add_function(wrap_pyfunction!(preprocess, m)?)?;
+    m.add_function(wrap_pyfunction!(preprocess_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(preprocess_files, m)?)?;
+    m.add_function(wrap_pyfunction!(read_gray_files, m)?)?;
+    Ok(())
+}

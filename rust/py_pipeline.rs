@@ -1,0 +1,180 @@
+//! Python bindings for the hand localiser and the fused bulk pipeline.
+
+use numpy::ndarray::Array3;
+use numpy::{IntoPyArray, PyArray2, PyArray3};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::batch;
+use crate::decode::DEFAULT_MAX_PIXELS;
+use crate::localise;
+use crate::pipeline::{self, ItemInfo, Localiser};
+use crate::preprocess::Params;
+use crate::py_image::{pixels, to_numpy, to_pyerr};
+
+type ItemError = (usize, String, String);
+
+fn margin_arg(margin: f64) -> PyResult<f64> {
+    if !(0.0..=1.0).contains(&margin) {
+        return Err(PyValueError::new_err(format!(
+            "margin must be in [0, 1], got {margin}"
+        )));
+    }
+    Ok(margin)
+}
+
+fn params(size: i64, clip_limit: f64, tile_grid: (i64, i64)) -> PyResult<Params> {
+    crate::py_image::params(size, clip_limit, tile_grid)
+}
+
+fn localisation_dict<'py>(
+    py: Python<'py>,
+    loc: &localise::Localisation,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    let (x0, y0, x1, y1) = loc.bbox;
+    d.set_item("box", (x0, y0, x1, y1))?;
+    d.set_item("plausible", loc.plausible)?;
+    d.set_item("area_fraction", loc.area_fraction)?;
+    d.set_item("inverted", loc.inverted)?;
+    d.set_item("threshold", loc.threshold)?;
+    Ok(d)
+}
+
+/// Finds the hand in a radiograph: threshold + largest plausible component + margin.
+///
+/// Returns a dict with `box` (x0, y0, x1, y1; end-exclusive, margin included), `plausible`
+/// (use the box only when true), `area_fraction`, `inverted` and `threshold`.
+#[pyfunction]
+#[pyo3(signature = (img, margin=0.05))]
+fn localise_hand<'py>(
+    py: Python<'py>,
+    img: &Bound<'py, PyAny>,
+    margin: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let margin = margin_arg(margin)?;
+    let px = pixels(img, "img")?;
+    let view = px.view();
+    let loc = py
+        .allow_threads(|| localise::localise(&view, margin))
+        .map_err(to_pyerr)?;
+    localisation_dict(py, &loc)
+}
+
+fn info_dict<'py>(py: Python<'py>, info: &ItemInfo) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("width", info.width)?;
+    d.set_item("height", info.height)?;
+    d.set_item("box", info.bbox)?;
+    d.set_item("localiser", info.used)?;
+    match &info.localisation {
+        Some(loc) => d.set_item("native", localisation_dict(py, loc)?)?,
+        None => d.set_item("native", py.None())?,
+    }
+    Ok(d)
+}
+
+/// Decode -> localise -> crop -> CLAHE -> pad -> resize for many encoded images, in parallel.
+///
+/// `localiser` is "native" (whole image when the localiser is unsure) or "none". Returns the
+/// (N, size, size) images, one info dict per item (None where it failed; keys `width`,
+/// `height`, `box`, `localiser`, `native`) and the errors as (index, label, reason).
+#[pyfunction]
+#[pyo3(signature = (datas, labels=None, localiser="native", size=256, clip_limit=2.0, tile_grid=(8, 8), margin=0.05, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+fn process_encoded<'py>(
+    py: Python<'py>,
+    datas: Vec<Bound<'py, PyBytes>>,
+    labels: Option<Vec<String>>,
+    localiser: &str,
+    size: i64,
+    clip_limit: f64,
+    tile_grid: (i64, i64),
+    margin: f64,
+    threads: Option<i64>,
+    max_pixels: i64,
+) -> PyResult<(
+    Bound<'py, PyArray3<u8>>,
+    Vec<Option<Bound<'py, PyDict>>>,
+    Vec<ItemError>,
+)> {
+    let mode: Localiser = localiser.parse().map_err(to_pyerr)?;
+    let p = params(size, clip_limit, tile_grid)?;
+    let margin = margin_arg(margin)?;
+    let threads = crate::py_image::threads_arg(threads)?;
+    let limit = crate::py_image::max_pixels_arg(max_pixels)?;
+    if let Some(l) = &labels {
+        if l.len() != datas.len() {
+            return Err(PyValueError::new_err("labels must have one entry per item"));
+        }
+    }
+    let slices: Vec<&[u8]> = datas.iter().map(|b| b.as_bytes()).collect();
+    let results = py
+        .allow_threads(|| {
+            batch::with_threads(threads, || {
+                pipeline::process_many(&slices, mode, &p, margin, limit)
+            })
+        })
+        .map_err(to_pyerr)?;
+    let n = results.len();
+    let plane = p.size * p.size;
+    let mut data = vec![0u8; n * plane];
+    let mut infos = Vec::with_capacity(n);
+    let mut errors = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok((img, info)) => {
+                data[i * plane..(i + 1) * plane].copy_from_slice(&img.data);
+                infos.push(Some(info_dict(py, &info)?));
+            }
+            Err(e) => {
+                infos.push(None);
+                let label = labels
+                    .as_ref()
+                    .map_or_else(|| format!("item {i}"), |l| l[i].clone());
+                errors.push((i, label, e.to_string()));
+            }
+        }
+    }
+    let arr = Array3::from_shape_vec((n, p.size, p.size), data)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((arr.into_pyarray(py), infos, errors))
+}
+
+/// Decodes many encoded images in parallel: (images or None, errors).
+#[pyfunction]
+#[pyo3(signature = (datas, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[allow(clippy::type_complexity)]
+fn decode_many<'py>(
+    py: Python<'py>,
+    datas: Vec<Bound<'py, PyBytes>>,
+    threads: Option<i64>,
+    max_pixels: i64,
+) -> PyResult<(Vec<Option<Bound<'py, PyArray2<u8>>>>, Vec<ItemError>)> {
+    let threads = crate::py_image::threads_arg(threads)?;
+    let limit = crate::py_image::max_pixels_arg(max_pixels)?;
+    let slices: Vec<&[u8]> = datas.iter().map(|b| b.as_bytes()).collect();
+    let results = py
+        .allow_threads(|| batch::with_threads(threads, || pipeline::decode_many(&slices, limit)))
+        .map_err(to_pyerr)?;
+    let mut images = Vec::with_capacity(results.len());
+    let mut errors = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(g) => images.push(Some(to_numpy(py, g)?)),
+            Err(e) => {
+                images.push(None);
+                errors.push((i, format!("item {i}"), e.to_string()));
+            }
+        }
+    }
+    Ok((images, errors))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(localise_hand, m)?)?;
+    m.add_function(wrap_pyfunction!(process_encoded, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_many, m)?)?;
+    Ok(())
+}

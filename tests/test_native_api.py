@@ -1,0 +1,252 @@
+"""The native module's contract: shapes, determinism, batches, and clear errors on bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from boneage import _native as native
+from boneage import reference as ref
+
+RNG = np.random.default_rng(42)
+IMG = cv2.GaussianBlur(RNG.integers(0, 256, (300, 220), dtype=np.uint8), (0, 0), 4)
+
+
+def write_png(path: Path, img: np.ndarray) -> Path:
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> list[Path]:
+    out = []
+    for i in range(12):
+        img = np.roll(IMG, i * 7, axis=1)
+        out.append(write_png(tmp_path / f"case{i}.png", img))
+    return out
+
+
+def test_outputs_are_new_uint8_arrays_and_inputs_untouched():
+    before = IMG.copy()
+    for out in (
+        native.clahe(IMG),
+        native.pad_to_square(IMG),
+        native.resize_area(IMG, 64, 50),
+        native.resize_linear(IMG, 64, 50),
+        native.preprocess(IMG, size=64),
+    ):
+        assert out.dtype == np.uint8 and out.flags.c_contiguous and out.flags.writeable
+        assert not np.shares_memory(out, IMG)
+    np.testing.assert_array_equal(IMG, before)
+
+
+def test_pad_to_square_is_centred():
+    out = native.pad_to_square(IMG)
+    assert out.shape == (300, 300)
+    np.testing.assert_array_equal(out, ref.pad_to_square(IMG))
+    np.testing.assert_array_equal(out[:, 40:260], IMG)
+    assert out[:, :40].max() == 0 and out[:, 260:].max() == 0
+
+
+def test_non_contiguous_views_work():
+    view = IMG[10:200:1, 5:150]  # row-strided view: borrowed without a copy
+    np.testing.assert_array_equal(native.clahe(view), ref.clahe(np.ascontiguousarray(view)))
+    transposed = IMG.T  # column stride != 1: copied once, same result
+    np.testing.assert_array_equal(
+        native.resize_area(transposed, 50, 40), ref.resize_area(np.ascontiguousarray(transposed), 50, 40)
+    )
+    flipped = IMG[::-1, ::2]
+    np.testing.assert_array_equal(native.clahe(flipped), ref.clahe(np.ascontiguousarray(flipped)))
+
+
+@pytest.mark.parametrize(
+    ("bad", "exc", "match"),
+    [
+        (np.zeros((0, 5), np.uint8), ValueError, "empty"),
+        (np.zeros((5, 0), np.uint8), ValueError, "empty"),
+        (np.zeros((4, 4, 3), np.uint8), ValueError, "2-D"),
+        (np.zeros(16, np.uint8), ValueError, "2-D"),
+        (np.zeros((4, 4), np.float32), ValueError, "uint8"),
+        (np.zeros((4, 4), np.uint16), ValueError, "uint8"),
+        ([[1, 2], [3, 4]], TypeError, "numpy"),
+    ],
+)
+def test_bad_arrays_raise_clear_errors(bad, exc, match):
+    for fn in (native.clahe, native.pad_to_square, native.preprocess):
+        with pytest.raises(exc, match=match):
+            fn(bad)
+    with pytest.raises(exc, match=match):
+        native.resize_area(bad, 4, 4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"clip_limit": -1.0}, "clip_limit"),
+        ({"clip_limit": float("nan")}, "clip_limit"),
+        ({"tile_grid": (0, 8)}, "tile_grid"),
+        ({"tile_grid": (8, -2)}, "tile_grid"),
+        ({"size": 0}, "size"),
+        ({"crop": (10, 10, 5, 50)}, "crop"),
+        ({"crop": (-1, 0, 50, 50)}, "crop"),
+        ({"crop": (500, 0, 600, 50)}, "crop"),
+    ],
+)
+def test_bad_parameters_raise_value_error(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        native.preprocess(IMG, **kwargs)
+
+
+def test_bad_resize_sizes():
+    with pytest.raises(ValueError, match="width"):
+        native.resize_area(IMG, 0, 10)
+    with pytest.raises(ValueError, match="height"):
+        native.resize_linear(IMG, 10, -3)
+
+
+def test_thin_images():
+    thin = RNG.integers(0, 256, (1, 100000), dtype=np.uint8)
+    np.testing.assert_array_equal(native.clahe(thin), ref.clahe(thin))
+    # OpenCV would materialise a 100000 x 100000 padded square (10 GB) here; the fused native
+    # path never builds it. Parity is checked on a thin image OpenCV can still pad.
+    assert native.preprocess(thin, size=64).shape == (64, 64)
+    thinner = thin[:, :3001]
+    np.testing.assert_array_equal(native.preprocess(thinner, size=64), ref.preprocess(thinner, size=64))
+    np.testing.assert_array_equal(native.resize_area(thin.T, 1, 100), ref.resize_area(thin.T, 1, 100))
+
+
+def png_with_header(width: int, height: int) -> bytes:
+    """A tiny, valid-looking PNG whose header claims a huge image."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            len(body).to_bytes(4, "big")
+            + kind
+            + body
+            + zlib.crc32(kind + body).to_bytes(4, "big")
+        )
+
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    idat = zlib.compress(b"\x00" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_header_is_refused_quickly():
+    with pytest.raises(OSError, match="over the limit"):
+        native.decode_gray(png_with_header(60000, 60000))
+    # The limit is configurable and applies to the real pixel count.
+    small = cv2.imencode(".png", IMG)[1].tobytes()
+    with pytest.raises(OSError, match="over the limit"):
+        native.decode_gray(small, max_pixels=1000)
+    assert native.decode_gray(small, max_pixels=300 * 220).shape == (300, 220)
+    with pytest.raises(ValueError, match="max_pixels"):
+        native.decode_gray(small, max_pixels=0)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"not an image at all",
+        bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8)),
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,
+        b"\xff\xd8\xff\xe0" + b"\x00" * 40,
+    ],
+    ids=["empty", "text", "random", "png-garbage", "jpeg-garbage"],
+)
+def test_undecodable_bytes_raise_oserror(data):
+    with pytest.raises(OSError):
+        native.decode_gray(data)
+
+
+def test_truncated_png_raises_with_path(tmp_path):
+    good = cv2.imencode(".png", IMG)[1].tobytes()
+    path = tmp_path / "truncated.png"
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(OSError, match="truncated.png"):
+        native.read_gray(path)
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        native.read_gray(tmp_path / "nope.png")
+
+
+def test_errors_never_crash_the_interpreter(tmp_path):
+    """A corrupt JPEG goes through libjpeg's error path: it must surface as OSError."""
+    code = (
+        "import numpy as np, cv2\n"
+        "from boneage import _native as n\n"
+        "ok, buf = cv2.imencode('.jpg', np.full((64, 64), 9, np.uint8))\n"
+        "data = buf.tobytes()\n"
+        "for cut in (20, 100, 300, len(data) - 10):\n"
+        "    bad = data[:cut] + b'\\x00\\xff' * 50\n"
+        "    try:\n"
+        "        n.decode_gray(bad)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "print('alive')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "alive" in out.stdout
+
+
+def test_preprocess_files_keeps_order_and_reports_bad_files(files, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage")
+    paths = [*files[:3], bad, tmp_path / "missing.png", *files[3:6]]
+    batch, errors = native.preprocess_files(paths, size=64, threads=2)
+    assert batch.shape == (len(paths), 64, 64)
+    assert [e[0] for e in errors] == [3, 4]
+    assert "bad.png" in errors[0][1] and "missing.png" in errors[1][1]
+    for i, p in enumerate(paths):
+        if i in (3, 4):
+            assert batch[i].max() == 0
+        else:
+            np.testing.assert_array_equal(batch[i], ref.preprocess_file(p, size=64))
+
+
+def test_batch_functions_are_deterministic_across_thread_counts(files):
+    crops = [(i, 2 * i, 200 - i, 290) for i in range(len(files))]
+    one, _ = native.preprocess_files(files, crops=crops, threads=1)
+    two, _ = native.preprocess_files(files, crops=crops, threads=2)
+    many, _ = native.preprocess_files(files, crops=crops, threads=7)
+    assert one.tobytes() == two.tobytes() == many.tobytes()
+    imgs = [native.read_gray(p) for p in files]
+    arr1, err1 = native.preprocess_batch(imgs, crops=crops, threads=1)
+    arr2, err2 = native.preprocess_batch(imgs, crops=crops)
+    assert not err1 and not err2
+    assert arr1.tobytes() == arr2.tobytes() == one.tobytes()
+
+
+def test_batch_argument_errors(files):
+    with pytest.raises(ValueError, match="crops"):
+        native.preprocess_files(files, crops=[None])
+    with pytest.raises(ValueError, match="threads"):
+        native.preprocess_files(files, threads=0)
+    with pytest.raises(ValueError, match=r"images\[1\]"):
+        native.preprocess_batch([IMG, IMG.astype(np.float32)])
+    _, errors = native.preprocess_batch([IMG, IMG], crops=[None, (500, 0, 600, 10)])
+    assert len(errors) == 1 and errors[0][0] == 1 and "crop" in errors[0][2]
+
+
+def test_read_gray_files(files, tmp_path):
+    images, errors = native.read_gray_files([files[0], tmp_path / "x.png"])
+    assert images[1] is None and errors[0][0] == 1
+    np.testing.assert_array_equal(images[0], cv2.imread(str(files[0]), cv2.IMREAD_GRAYSCALE))
+
+
+def test_module_has_type_stubs_and_docs():
+    import boneage
+
+    pkg = Path(boneage.__file__).parent
+    stub = (pkg / "_native.pyi").read_text()
+    assert (pkg / "py.typed").exists()
+    for name in ("clahe", "pad_to_square", "resize_area", "resize_linear", "decode_gray",
+                 "read_gray", "preprocess", "preprocess_files", "preprocess_batch"):
+        assert f"def {name}(" in stub, name
+        assert getattr(native, name).__doc__, name
