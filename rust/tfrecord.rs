@@ -1246,7 +1246,7 @@ impl RecordReader {
         let Some(total) = self.total_if_fits(len) else {
             let have = self
                 .file_len
-                .map_or(0, |fl| fl - offset - HEADER_LEN as u64);
+                .map_or(0, |fl| fl.saturating_sub(offset + HEADER_LEN as u64));
             return Ok(truncated(have, self));
         };
         let n = self.fill(total)?;
@@ -1429,7 +1429,7 @@ pub fn count_records(path: &Path) -> Result<u64> {
                 format!(
                     "truncated record at byte offset {offset}: its header announces {len} data \
                      bytes (+4 checksum bytes) but the file ends {} bytes after the header",
-                    file_len - offset - HEADER_LEN as u64
+                    file_len.saturating_sub(offset + HEADER_LEN as u64)
                 ),
             ));
         };
