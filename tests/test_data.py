@@ -237,6 +237,10 @@ def test_resize_on_read(tmp_path):
     assert got.shape == (6, 15, 15)
     assert np.abs(got - want).max() <= 1
     assert np.all(got[:, :, :2] == 0)  # the padding columns stay black (5 px of 30 -> 2.5 of 15)
+    # The PyDataset path resizes with the preprocessing's own (cv2-exact) functions.
+    py = ShardDataset(tmp_path, "train", 6, 15, training=False)
+    x, _ = py[0]
+    np.testing.assert_array_equal(np.rint(x["image"][..., 0] * 255).astype(np.int16), want)
 
 
 def test_unlabeled_split(shards):

@@ -30,34 +30,14 @@ __all__ = ["ShardDataset", "area_resize", "load_examples"]
 
 
 def area_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Pads a 2-D uint8 image to a square (centred zeros) and area-averages it to size x size.
-
-    Area averaging as separable weight matrices (exact box-filter weights, float32), rounded
-    half to even. It matches the ``tf.data`` path's ``resize_with_pad(method="area")`` up to
-    rounding; for OpenCV-exact images, preprocess at the training size instead.
-    """
-    h, w = image.shape
-    side = max(h, w)
-    if (h, w) != (side, side):
-        square = np.zeros((side, side), dtype=np.uint8)
-        top, left = (side - h) // 2, (side - w) // 2
-        square[top : top + h, left : left + w] = image
-        image = square
-    if side == size:
-        return image
-    weights = _area_weights(side, size)
-    out = weights @ image.astype(np.float32) @ weights.T
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def _area_weights(src: int, dst: int) -> np.ndarray:
-    """(dst, src) matrix: row d averages the source interval [d, d + 1) * src / dst."""
-    scale = src / dst
-    edges = np.arange(dst + 1, dtype=np.float64) * scale
-    lo, hi = edges[:-1, None], edges[1:, None]
-    idx = np.arange(src, dtype=np.float64)[None, :]
-    overlap = np.clip(np.minimum(hi, idx + 1) - np.maximum(lo, idx), 0.0, None)
-    return (overlap / scale).astype(np.float32)
+    """Pads a 2-D uint8 image to a square (centred zeros) and resizes it to size x size with
+    area averaging: the preprocessing's own ``pad_to_square`` + ``resize_area`` (bit-exact
+    ``cv2.copyMakeBorder`` + ``cv2.resize(..., INTER_AREA)``). The ``tf.data`` path's
+    ``tf.image.resize(method="area")`` agrees with it up to rounding."""
+    square = _native.pad_to_square(np.ascontiguousarray(image))
+    if square.shape[0] == size:
+        return square
+    return _native.resize_area(square, size, size)
 
 
 def load_examples(
