@@ -9,9 +9,11 @@
 //! `tf.data.TFRecordDataset(compression_type="GZIP")` reads).
 //!
 //! # `tf.train.Example`
-//! Hand-encoded protobuf, byte-for-byte what TensorFlow's deterministic serialisation gives:
-//! `Example { Features features = 1 }`, `Features { map<string, Feature> feature = 1 }` (each
-//! entry a message `key = 1, value = 2`, keys in sorted order), `Feature` a oneof of
+//! Hand-encoded protobuf, byte-for-byte what `tf.train.Example.SerializeToString(
+//! deterministic=True)` gives in Python: `Example { Features features = 1 }`,
+//! `Features { map<string, Feature> feature = 1 }` (each entry a message `key = 1, value = 2`,
+//! keys in sorted order, except that upb puts a key before its own prefixes: see
+//! [`map_key_order`]), `Feature` a oneof of
 //! `bytes_list = 1`, `float_list = 2` (packed little-endian `fixed32`) and `int64_list = 3`
 //! (packed varints; a negative value takes 10 bytes); each list holds `repeated value = 1`.
 //! The decoder is lenient where protobuf is (unknown fields skipped, unpacked lists accepted,
@@ -88,7 +90,7 @@ pub enum Feature {
     Int64(Vec<i64>),
 }
 
-/// A `tf.train.Example`: named features, kept sorted by key (the serialised order).
+/// A `tf.train.Example`: named features (serialised in [`map_key_order`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Example {
     pub features: BTreeMap<String, Feature>,
@@ -124,6 +126,18 @@ fn put_field_header(out: &mut Vec<u8>, tag: u8, payload: usize) {
 const TAG_1: u8 = 0x0a;
 const TAG_2: u8 = 0x12;
 const TAG_3: u8 = 0x1a;
+
+/// The order in which protobuf's deterministic serialisation writes string map keys, as the
+/// `upb` runtime of Python protobuf 4.x (what `tf.train.Example.SerializeToString(
+/// deterministic=True)` uses) does it: byte-wise on the common prefix, and when one key is a
+/// prefix of the other, the *longer* key first (so `"height"` precedes `"h"`, and `""` comes
+/// last). It differs from plain sorted order (protobuf C++) only for such prefix pairs.
+pub fn map_key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let n = a.len().min(b.len());
+    a.as_bytes()[..n]
+        .cmp(&b.as_bytes()[..n])
+        .then_with(|| b.len().cmp(&a.len()))
+}
 
 /// A borrowed view of a feature's values: what the encoder works on, so a large value (the
 /// pixels) can be encoded straight from where it lies.
@@ -293,6 +307,8 @@ impl Example {
         if let Some((ek, ev)) = pending {
             entries.push((ek, FeatureRef::OneBytes(ev)));
         }
+        // Plain sorted order except where a key is a prefix of another (rare; stable sort).
+        entries.sort_by(|a, b| map_key_order(a.0, b.0));
         Encoder { entries }
     }
 
@@ -301,8 +317,8 @@ impl Example {
         self.encoder(None).encoded_len()
     }
 
-    /// Appends the serialised `Example` (keys in sorted order, as TensorFlow's deterministic
-    /// serialisation writes them).
+    /// Appends the serialised `Example`, keys in [`map_key_order`] (byte-for-byte what
+    /// `SerializeToString(deterministic=True)` gives in Python).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         self.encoder(None).encode_into(out)
     }
@@ -1747,6 +1763,20 @@ mod tests {
                 .with(key, Feature::Bytes(vec![b"v".to_vec()]));
             assert_eq!(b, want.encode_record(), "{key}");
         }
+    }
+
+    #[test]
+    fn key_order_matches_python_protobuf() {
+        // Observed with protobuf 4.25 (upb): SerializeToString(deterministic=True) of these keys.
+        let want = [
+            "B", "abc", "ab", "a", "ba", "b", "height", "h", "za", "z", "\u{e9}", "",
+        ];
+        let mut ex = Example::new();
+        for k in want {
+            ex = ex.with(k, Feature::Int64(vec![1]));
+        }
+        let got: Vec<&str> = ex.encoder(None).entries.iter().map(|e| e.0).collect();
+        assert_eq!(got, want);
     }
 
     #[test]
