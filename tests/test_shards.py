@@ -153,7 +153,7 @@ extra_keys = st.text(min_size=1, max_size=10).filter(lambda k: k not in RESERVED
     extra=st.dictionaries(extra_keys, extra_values, max_size=4),
 )
 # A key that is a prefix of another: upb writes "height" before "h" (not plain sorted order).
-@example(h=1, w=1, seed=0, id="0", male=None, age=None, extra={"h": "", "i": 1, "": 2.5})
+@example(h=1, w=1, seed=0, id="0", male=None, age=None, extra={"h": "", "i": 1, "ag": 2.5})
 def test_example_bytes_equal_tensorflow_serialisation(h, w, seed, id, male, age, extra):
     image = np.random.default_rng(seed).integers(0, 256, (h, w), dtype=np.uint8)
     ours = native.encode_example(image, id, male=male, age=age, **extra)
