@@ -40,8 +40,9 @@ pyo3::create_exception!(
 const CHUNK_RECORDS: usize = 64;
 const CHUNK_BYTES: usize = 8 << 20;
 
-/// Cases of a write_batch encoded and written per release of the GIL.
-const BATCH_CHUNK: usize = 64;
+/// Pixel bytes of a write_batch copied, then encoded and written, per release of the GIL (at
+/// least one image): small enough that the pixels are still in cache when they are encoded.
+const BATCH_CHUNK_BYTES: usize = 512 << 10;
 
 /// Keys the writer sets itself; `**extra` may not use them.
 const RESERVED: [&str; 6] = ["image", "height", "width", "id", "male", "age"];
@@ -526,6 +527,8 @@ pub struct ShardWriter {
     num_shards: usize,
     compression: Compression,
     paths: Vec<PathBuf>,
+    /// write_batch's pixel buffer, reused across calls.
+    pixels: std::sync::Mutex<Vec<u8>>,
 }
 
 fn parse_compression(compression: Option<&str>, level: Option<i64>) -> PyResult<Compression> {
@@ -656,6 +659,7 @@ impl ShardWriter {
             num_shards: n,
             compression,
             paths,
+            pixels: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -730,9 +734,12 @@ impl ShardWriter {
         // fresh pages per image) and each chunk is encoded and written without the GIL.
         let mut shards = Vec::with_capacity(n);
         let mut metas = metas.into_iter();
-        let mut pixels = Vec::new();
-        for start in (0..n).step_by(BATCH_CHUNK) {
-            let end = (start + BATCH_CHUNK).min(n);
+        // The buffer is kept between calls (no fresh pages to fault in for every batch).
+        let mut pixels =
+            std::mem::take(&mut *self.pixels.lock().unwrap_or_else(|e| e.into_inner()));
+        let per_chunk = (BATCH_CHUNK_BYTES / images.image_bytes().max(1)).max(1);
+        for start in (0..n).step_by(per_chunk) {
+            let end = (start + per_chunk).min(n);
             let spans = images.copy_into(start..end, &mut pixels)?;
             let examples: Vec<(String, Example)> = spans
                 .iter()
@@ -757,6 +764,7 @@ impl ShardWriter {
                 .map_err(|e| to_pyerr(py, e))?;
             shards.extend(done);
         }
+        *self.pixels.lock().unwrap_or_else(|e| e.into_inner()) = pixels;
         Ok(shards)
     }
 
@@ -971,6 +979,14 @@ impl<'py> BatchImages<'py> {
         match self {
             BatchImages::Stack(a) => a.shape()[0],
             BatchImages::List(v) => v.len(),
+        }
+    }
+
+    /// Bytes of one image (of the first, for a list).
+    fn image_bytes(&self) -> usize {
+        match self {
+            BatchImages::Stack(a) => a.shape()[1] * a.shape()[2],
+            BatchImages::List(v) => v.first().map_or(0, |a| a.shape()[0] * a.shape()[1]),
         }
     }
 

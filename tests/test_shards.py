@@ -166,14 +166,25 @@ def test_example_bytes_equal_tensorflow_serialisation(h, w, seed, id, male, age,
     assert back.get("male", None) == (None if male is None else int(male))
 
 
-def test_file_bytes_equal_tfrecordwriter(tmp_path):
-    cases = make_cases(25)
+@pytest.mark.parametrize("size", [(12, 10), (256, 256)])
+def test_file_bytes_equal_tfrecordwriter(tmp_path, size):
+    # 256x256 pixels are written from their own memory (vectored writes): same bytes.
+    cases = make_cases(25 if size[0] < 100 else 6, *size)
     summary = write_cases(tmp_path / "native", cases, num_shards=1)
     ref = tmp_path / "tf.tfrecord"
     with tf.io.TFRecordWriter(str(ref)) as w:
         for c in cases:
             w.write(tf_example(**c).SerializeToString(deterministic=True))
     assert Path(shard_paths(summary)[0]).read_bytes() == ref.read_bytes()
+    with native.ShardWriter(tmp_path / "batch", "train", 1) as b:
+        b.write_batch(
+            np.stack([c["image"] for c in cases]),
+            [c["id"] for c in cases],
+            males=[c["male"] for c in cases],
+            ages=[c["age"] for c in cases],
+            extras={k: [c[k] for c in cases] for k in ("source", "box", "score")},
+        )
+    assert Path(b.paths[0]).read_bytes() == ref.read_bytes()
 
 
 def test_tensorflow_decodes_every_native_record(tmp_path):
