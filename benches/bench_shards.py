@@ -13,7 +13,9 @@ make_dataset >= 3,000 training images/s (256x256, batch 64, no augmentation).
 from __future__ import annotations
 
 import os
+import resource
 import shutil
+import statistics
 
 import numpy as np
 import pytest
@@ -43,6 +45,32 @@ def rate(benchmark, key: str, items: int) -> float:
     RESULTS[key] = per_s
     benchmark.extra_info["items_per_s"] = round(per_s, 1)
     return per_s
+
+
+def with_cpu(run, store: list):
+    """Wraps ``run`` to record the process's user and system CPU seconds of each call."""
+
+    def wrapped():
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        out = run()
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        store.append((r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime))
+        return out
+
+    return wrapped
+
+
+def cpu_info(benchmark, key: str, store: list, items: int) -> None:
+    """Median user/system CPU microseconds per item, into extra_info and the summary."""
+    user = statistics.median(u for u, _ in store) / items * 1e6
+    system = statistics.median(s for _, s in store) / items * 1e6
+    benchmark.extra_info["user_cpu_us_per_item"] = round(user, 1)
+    benchmark.extra_info["sys_cpu_us_per_item"] = round(system, 1)
+    SUMMARY.append(f"{key}: CPU per record {user:.1f} us user + {system:.1f} us system")
+    CPU[key] = user + system
+
+
+CPU: dict[str, float] = {}
 
 
 def check(name: str, ratio: float, target: float, benchmark) -> None:
@@ -118,8 +146,10 @@ def test_write_tensorflow_python(benchmark, cases, tmp_path):
                 )
                 w.write(ex.SerializeToString())
 
-    benchmark.pedantic(run, setup=setup, rounds=7, warmup_rounds=1)
+    cpu: list = []
+    benchmark.pedantic(with_cpu(run, cpu), setup=setup, rounds=7, warmup_rounds=1)
     rate(benchmark, "write: tf.train.Example + TFRecordWriter (records)", N_WRITE)
+    cpu_info(benchmark, "write: TensorFlow", cpu, N_WRITE)
 
 
 def test_write_native(benchmark, cases, tmp_path):
@@ -137,8 +167,14 @@ def test_write_native(benchmark, cases, tmp_path):
             for img, i, m, a in zip(imgs, ids, males, ages, strict=True):
                 w.write(img, i, male=int(m), age=a)
 
-    benchmark.pedantic(run, setup=setup, rounds=7, warmup_rounds=1)
+    cpu: list = []
+    benchmark.pedantic(with_cpu(run, cpu), setup=setup, rounds=7, warmup_rounds=1)
     per_s = rate(benchmark, "write: ShardWriter.write, fsync=False (records)", N_WRITE)
+    cpu_info(benchmark, "write: ShardWriter.write", cpu, N_WRITE)
+    if "write: TensorFlow" in CPU:
+        ratio = CPU["write: TensorFlow"] / CPU["write: ShardWriter.write"]
+        benchmark.extra_info["cpu ratio TensorFlow / native"] = round(ratio, 2)
+        SUMMARY.append(f"TensorFlow / native write, CPU time per record: {ratio:.2f}")
     base = RESULTS.get("write: tf.train.Example + TFRecordWriter (records)")
     if base:
         check("native write / TensorFlow write (records/s)", per_s / base, 3.0, benchmark)
@@ -181,8 +217,10 @@ def test_write_native_batch(benchmark, cases, tmp_path):
         with native.ShardWriter(d, "train", 4, fsync=False) as w:
             w.write_batch(imgs, ids, males=males, ages=ages)
 
-    benchmark.pedantic(run, setup=setup, rounds=7, warmup_rounds=1)
+    cpu: list = []
+    benchmark.pedantic(with_cpu(run, cpu), setup=setup, rounds=7, warmup_rounds=1)
     per_s = rate(benchmark, "write: ShardWriter.write_batch, fsync=False (records)", N_WRITE)
+    cpu_info(benchmark, "write: ShardWriter.write_batch", cpu, N_WRITE)
     base = RESULTS.get("write: tf.train.Example + TFRecordWriter (records)")
     if base:
         check("native write_batch / TensorFlow write (records/s)", per_s / base, 3.0, benchmark)

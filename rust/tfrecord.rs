@@ -710,8 +710,6 @@ struct Shard {
     published: bool,
     /// Reused encoding buffer (no allocation, no fresh pages per record).
     scratch: Vec<u8>,
-    /// Bytes reserved with fallocate (plain files; u64::MAX once it proved unsupported).
-    preallocated: u64,
 }
 
 impl Shard {
@@ -732,20 +730,7 @@ impl Shard {
         };
         let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
         let result = match sink {
-            Sink::Plain(w) => {
-                let need = self.raw_bytes + len;
-                if need > self.preallocated {
-                    // Grow geometrically (at most 2x what is written, 64 MiB steps at most).
-                    let target =
-                        need.max((2 * self.raw_bytes).clamp(1 << 20, self.raw_bytes + (64 << 20)));
-                    self.preallocated = if preallocate(w.get_ref(), self.preallocated, target) {
-                        target
-                    } else {
-                        u64::MAX // unsupported here: stop trying
-                    };
-                }
-                write_all_vectored(w, pieces)
-            }
+            Sink::Plain(w) => write_all_vectored(w, pieces),
             Sink::Gzip(w) => pieces.iter().try_for_each(|p| w.write_all(p)),
         };
         if let Err(e) = result {
@@ -926,7 +911,6 @@ impl ShardWriter {
                 failed: None,
                 published: false,
                 scratch: Vec::new(),
-                preallocated: 0,
             }));
         }
         Ok(ShardWriter {
@@ -1076,7 +1060,6 @@ impl ShardWriter {
     /// directory (the syncs can be turned off with [`set_fsync`](Self::set_fsync)). If any shard fails to flush, none is published (and all temporaries are
     /// removed when `self` drops).
     pub fn finish(self) -> Result<Vec<ShardSummary>> {
-        let compression = self.compression;
         let mut shards: Vec<Shard> = self
             .shards
             .into_iter()
@@ -1095,14 +1078,6 @@ impl ShardWriter {
                 .take()
                 .ok_or_else(|| Error::value("shard already finished"))?;
             let file = sink.finish().map_err(|e| Error::io(&shard.temp_path, e))?;
-            if compression == Compression::None
-                && shard.preallocated != u64::MAX
-                && shard.preallocated > shard.raw_bytes
-            {
-                // Drop the reserved tail: the file is exactly its records.
-                file.set_len(shard.raw_bytes)
-                    .map_err(|e| Error::io(&shard.temp_path, e))?;
-            }
             if self.fsync {
                 file.sync_all()
                     .map_err(|e| Error::io(&shard.temp_path, e))?;
@@ -1148,25 +1123,6 @@ fn create_temp(directory: &Path, name: &str, pid: u32) -> Result<(PathBuf, File)
             Err(e) => return Err(Error::io(&path, e)),
         }
     }
-}
-
-/// Reserves file blocks `[from, to)` ahead of sequential writes (Linux `fallocate`, which also
-/// extends the size; `finish` truncates to the bytes written). Writing into reserved blocks
-/// spares the filesystem per-page delayed-allocation work (~20% of the kernel time of a write on
-/// ext4 here). Returns false where unsupported.
-#[cfg(target_os = "linux")]
-fn preallocate(file: &File, from: u64, to: u64) -> bool {
-    use std::os::unix::io::AsRawFd;
-    let (Ok(off), Ok(len)) = (i64::try_from(from), i64::try_from(to.saturating_sub(from))) else {
-        return false;
-    };
-    // SAFETY: fallocate on a file descriptor we own, with plain integer arguments.
-    unsafe { libc::fallocate(file.as_raw_fd(), 0, off, len) == 0 }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn preallocate(_file: &File, _from: u64, _to: u64) -> bool {
-    false
 }
 
 #[cfg(unix)]
