@@ -16,6 +16,7 @@ import os
 import resource
 import shutil
 import statistics
+import time
 
 import numpy as np
 import pytest
@@ -178,6 +179,80 @@ def test_write_native(benchmark, cases, tmp_path):
     base = RESULTS.get("write: tf.train.Example + TFRecordWriter (records)")
     if base:
         check("native write / TensorFlow write (records/s)", per_s / base, 3.0, benchmark)
+
+
+def test_write_interleaved(benchmark, cases, tmp_path):
+    """The like-for-like ratio under a fluctuating load: each round times one TensorFlow
+    write and one ShardWriter.write (fsync=False) back to back, so both see the same load;
+    the ratio is the median of the per-round ratios."""
+    imgs, ids, males, ages = cases
+    times: list[tuple[float, float]] = []
+    counter = iter(range(10**6))
+
+    def tf_round(path):
+        with tf.io.TFRecordWriter(path) as w:
+            for img, i, m, a in zip(imgs, ids, males, ages, strict=True):
+                ex = tf.train.Example(
+                    features=tf.train.Features(
+                        feature={
+                            "image": tf.train.Feature(
+                                bytes_list=tf.train.BytesList(value=[img.tobytes()])
+                            ),
+                            "height": tf.train.Feature(
+                                int64_list=tf.train.Int64List(value=[img.shape[0]])
+                            ),
+                            "width": tf.train.Feature(
+                                int64_list=tf.train.Int64List(value=[img.shape[1]])
+                            ),
+                            "id": tf.train.Feature(
+                                bytes_list=tf.train.BytesList(value=[i.encode()])
+                            ),
+                            "male": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(m)])),
+                            "age": tf.train.Feature(float_list=tf.train.FloatList(value=[a])),
+                        }
+                    )
+                )
+                w.write(ex.SerializeToString())
+
+    def native_round(d):
+        with native.ShardWriter(d, "train", 4, fsync=False) as w:
+            for img, i, m, a in zip(imgs, ids, males, ages, strict=True):
+                w.write(img, i, male=int(m), age=a)
+
+    def setup():
+        shutil.rmtree(tmp_path, ignore_errors=True)
+        tmp_path.mkdir()
+
+    def run():
+        k = next(counter)
+        t0 = time.perf_counter()
+        tf_round(str(tmp_path / f"tf{k}.tfrecord"))
+        t1 = time.perf_counter()
+        native_round(tmp_path / f"native{k}")
+        t2 = time.perf_counter()
+        times.append((t1 - t0, t2 - t1))
+
+    benchmark.pedantic(run, setup=setup, rounds=9, warmup_rounds=1)
+    times = times[1:]  # the warm-up round
+    ratio = statistics.median(t / n for t, n in times)
+    benchmark.extra_info["tf_records_per_s"] = round(
+        N_WRITE / statistics.median(t for t, _ in times)
+    )
+    benchmark.extra_info["native_records_per_s"] = round(
+        N_WRITE / statistics.median(n for _, n in times)
+    )
+    SUMMARY.append(
+        "interleaved rounds: TensorFlow {tf:,} records/s, native {nat:,} records/s".format(
+            tf=benchmark.extra_info["tf_records_per_s"],
+            nat=benchmark.extra_info["native_records_per_s"],
+        )
+    )
+    check(
+        "native write / TensorFlow write, interleaved (median of round ratios)",
+        ratio,
+        3.0,
+        benchmark,
+    )
 
 
 def test_write_native_durable(benchmark, cases, tmp_path):
@@ -359,7 +434,6 @@ def test_make_dataset_training(benchmark, shard_dir, augment):
     ds = make_dataset(shard_dir, "train", batch_size=BATCH, image_size=SIZE, augment=augment)
     it = iter(ds)
     steps = N_READ // BATCH
-    import time
 
     t0 = time.perf_counter()
     for _ in range(steps):  # first epoch: reads, parses and fills the cache
