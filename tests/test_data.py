@@ -309,6 +309,20 @@ def test_pydataset_matches_the_tfdata_structure(shards):
         py[4]
 
 
+def test_float_augment_batch_matches_the_uint8_path(shards):
+    """boneage.pydataset.augment_batch (float in, as evaluation's TTA calls it)."""
+    from boneage.data import augment_images
+    from boneage.pydataset import augment_batch
+
+    _, images, _ = shards
+    x = images[:4].astype(np.float32) * np.float32(1.0 / 255.0)
+    cfg = Augment()
+    a = augment_batch(x, cfg, np.random.default_rng(3))
+    b = augment_images(images[:4], cfg, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (4, SIZE, SIZE) and a.dtype == np.float32
+
+
 def test_pydataset_training_shuffles_and_augments(shards):
     d, _, _ = shards
     py = ShardDataset(d, "train", 8, SIZE, seed=1)

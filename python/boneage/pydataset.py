@@ -26,7 +26,7 @@ import numpy as np
 from boneage import _native
 from boneage.data import Augment, augment_images, find_shards
 
-__all__ = ["ShardDataset", "area_resize", "load_examples"]
+__all__ = ["ShardDataset", "area_resize", "augment_batch", "load_examples"]
 
 
 def area_resize(image: np.ndarray, size: int) -> np.ndarray:
@@ -74,6 +74,17 @@ def load_examples(
         np.asarray(ages, dtype=np.float32),
         ids,
     )
+
+
+def augment_batch(images: np.ndarray, cfg: Augment, rng: np.random.Generator) -> np.ndarray:
+    """Augments float images ``(n, S, S)`` in [0, 1] (what the pipelines yield, before the
+    channel axis) to float32 in [0, 1]: the same native augmentation as training.
+
+    The images are quantised back to uint8 first, which is exact for images that came from
+    uint8 / 255; prefer :func:`boneage.data.augment_images` on the uint8 images directly.
+    """
+    pixels = np.clip(np.rint(np.asarray(images, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return augment_images(pixels, cfg, rng)
 
 
 class ShardDataset(keras.utils.PyDataset):
