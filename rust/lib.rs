@@ -1,6 +1,7 @@
 //! boneage's native core. Pure Rust modules (tested by `cargo test` without Python) and, behind
 //! the `python` feature, the PyO3 bindings that make them `boneage._native`.
 
+pub mod augment;
 pub mod batch;
 pub mod clahe;
 pub mod decode;

@@ -21,6 +21,7 @@ use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
 };
 
+use crate::augment;
 use crate::error::Error;
 use crate::tfrecord::{
     self, Compression, Example, Feature, FileExample, FileRecord, MultiReader, ShardSummary,
@@ -38,6 +39,10 @@ pyo3::create_exception!(
 /// Records (and at most this many bytes) read per release of the GIL.
 const CHUNK_RECORDS: usize = 64;
 const CHUNK_BYTES: usize = 8 << 20;
+
+/// Pixel bytes of a write_batch copied, then encoded and written, per release of the GIL (at
+/// least one image): small enough that the pixels are still in cache when they are encoded.
+const BATCH_CHUNK_BYTES: usize = 512 << 10;
 
 /// Keys the writer sets itself; `**extra` may not use them.
 const RESERVED: [&str; 6] = ["image", "height", "width", "id", "male", "age"];
@@ -108,9 +113,8 @@ fn value_err(msg: impl Into<String>) -> PyErr {
 // ------------------------------------------------------------------------------------------
 // Python values -> Example
 
-/// A 2-D uint8 array -> (height, width, row-major pixels); always a copy (the GIL is released
-/// while the copy is encoded, and Python code could change the array meanwhile).
-fn image_pixels(image: &Bound<'_, PyAny>, what: &str) -> PyResult<(usize, usize, Vec<u8>)> {
+/// Checks that `image` is a non-empty 2-D uint8 numpy array (no copy).
+fn checked_image<'py>(image: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyArray2<u8>>> {
     let arr = image.downcast::<PyUntypedArray>().map_err(|_| {
         value_err(format!(
             "{what} must be a 2-D uint8 numpy array (height, width), got {}",
@@ -140,13 +144,24 @@ fn image_pixels(image: &Bound<'_, PyAny>, what: &str) -> PyResult<(usize, usize,
     if h == 0 || w == 0 {
         return Err(value_err(format!("{what} is empty (shape {h}x{w})")));
     }
-    let arr = arr.downcast::<PyArray2<u8>>()?;
+    Ok(arr.downcast::<PyArray2<u8>>()?.clone())
+}
+
+/// (height, width, row-major pixels) of a checked image; always a copy (the GIL is released
+/// while the copy is encoded, and Python code could change the array meanwhile).
+fn copy_pixels(arr: &Bound<'_, PyArray2<u8>>) -> PyResult<(usize, usize, Vec<u8>)> {
     let ro = arr.try_readonly()?;
+    let view = ro.as_array();
+    let (h, w) = view.dim();
     let pixels = match ro.as_slice() {
         Ok(s) => s.to_vec(),
-        Err(_) => ro.as_array().iter().copied().collect(),
+        Err(_) => view.iter().copied().collect(),
     };
     Ok((h, w, pixels))
+}
+
+fn image_pixels(image: &Bound<'_, PyAny>, what: &str) -> PyResult<(usize, usize, Vec<u8>)> {
+    copy_pixels(&checked_image(image, what)?)
 }
 
 fn case_id(id: &Bound<'_, PyAny>) -> PyResult<String> {
@@ -352,21 +367,18 @@ fn check_extra_key(key: &str) -> PyResult<()> {
     Ok(())
 }
 
-/// The Example of one case: the contract keys plus extras.
-fn build_example(
-    pixels: (usize, usize, Vec<u8>),
-    id: String,
+/// The Example of one case without its pixels: `height`, `width`, `id`, `male`, `age`, extras.
+fn example_without_image(
+    (h, w): (usize, usize),
+    id: &str,
     male: Option<i64>,
     age: Option<f32>,
     extra: Vec<(String, Feature)>,
-) -> (String, Example) {
-    let (h, w, data) = pixels;
+) -> Example {
     let mut ex = Example::new();
     for (k, f) in extra {
         ex.features.insert(k, f);
     }
-    ex.features
-        .insert("image".into(), Feature::Bytes(vec![data]));
     ex.features
         .insert("height".into(), Feature::Int64(vec![h as i64]));
     ex.features
@@ -379,6 +391,21 @@ fn build_example(
     if let Some(a) = age {
         ex.features.insert("age".into(), Feature::Float(vec![a]));
     }
+    ex
+}
+
+/// The Example of one case: the contract keys plus extras.
+fn build_example(
+    pixels: (usize, usize, Vec<u8>),
+    id: String,
+    male: Option<i64>,
+    age: Option<f32>,
+    extra: Vec<(String, Feature)>,
+) -> (String, Example) {
+    let (h, w, data) = pixels;
+    let mut ex = example_without_image((h, w), &id, male, age, extra);
+    ex.features
+        .insert("image".into(), Feature::Bytes(vec![data]));
     (id, ex)
 }
 
@@ -500,6 +527,8 @@ pub struct ShardWriter {
     num_shards: usize,
     compression: Compression,
     paths: Vec<PathBuf>,
+    /// write_batch's pixel buffer, reused across calls.
+    pixels: std::sync::Mutex<Vec<u8>>,
 }
 
 fn parse_compression(compression: Option<&str>, level: Option<i64>) -> PyResult<Compression> {
@@ -579,7 +608,8 @@ impl ShardWriter {
 #[pymethods]
 impl ShardWriter {
     #[new]
-    #[pyo3(signature = (directory, split, num_shards, compression=None, *, compression_level=None, shards=None))]
+    #[pyo3(signature = (directory, split, num_shards, compression=None, *, compression_level=None, shards=None, fsync=true))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         directory: PathBuf,
@@ -588,6 +618,7 @@ impl ShardWriter {
         compression: Option<String>,
         compression_level: Option<i64>,
         shards: Option<Vec<i64>>,
+        fsync: bool,
     ) -> PyResult<Self> {
         let compression = parse_compression(compression.as_deref(), compression_level)?;
         if !(1..=tfrecord::MAX_SHARDS as i64).contains(&num_shards) {
@@ -614,11 +645,12 @@ impl ShardWriter {
             ),
         };
         let n = num_shards as usize;
-        let writer = py
+        let mut writer = py
             .allow_threads(|| {
                 tfrecord::ShardWriter::create(&directory, &split, n, compression, only.as_deref())
             })
             .map_err(|e| to_pyerr(py, e))?;
+        writer.set_fsync(fsync);
         let paths = writer.paths();
         Ok(ShardWriter {
             state: RwLock::new(State::Open(writer)),
@@ -627,6 +659,7 @@ impl ShardWriter {
             num_shards: n,
             compression,
             paths,
+            pixels: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -666,8 +699,8 @@ impl ShardWriter {
         if !matches!(*read_state(&self.state), State::Open(_)) {
             return Err(to_pyerr(py, closed_err(&read_state(&self.state))));
         }
-        let pixels = batch_pixels(images)?;
-        let n = pixels.len();
+        let images = BatchImages::new(images)?;
+        let n = images.len();
         let ids = column("ids", Some(ids), n)?.unwrap_or_default();
         let males = column("males", males, n)?;
         let ages = column("ages", ages, n)?;
@@ -680,8 +713,9 @@ impl ShardWriter {
                 extra_cols.push((key, col));
             }
         }
-        let mut items = Vec::with_capacity(n);
-        for (i, px) in pixels.into_iter().enumerate() {
+        // Every argument is checked before anything is written.
+        let mut metas = Vec::with_capacity(n);
+        for i in 0..n {
             let id = case_id(&ids[i])?;
             let male = male_value(males.as_ref().map(|m| &m[i]))?;
             let age = age_value(ages.as_ref().map(|a| &a[i]))?;
@@ -689,13 +723,49 @@ impl ShardWriter {
                 .iter()
                 .map(|(k, col)| Ok((k.clone(), extra_feature(k, &col[i])?)))
                 .collect::<PyResult<Vec<_>>>()?;
-            items.push(build_example(px, id, male, age, extra));
+            metas.push((id, male, age, extra));
         }
         py.allow_threads(|| match &*read_state(&self.state) {
-            State::Open(w) => w.write_batch(&items),
+            State::Open(w) => w.check_ids(metas.iter().map(|m| m.0.as_str())),
             other => Err(closed_err(other)),
         })
-        .map_err(|e| to_pyerr(py, e))
+        .map_err(|e| to_pyerr(py, e))?;
+        // Then pixels are copied a chunk at a time into one reused buffer (bounded memory, no
+        // fresh pages per image) and each chunk is encoded and written without the GIL.
+        let mut shards = Vec::with_capacity(n);
+        let mut metas = metas.into_iter();
+        // The buffer is kept between calls (no fresh pages to fault in for every batch).
+        let mut pixels =
+            std::mem::take(&mut *self.pixels.lock().unwrap_or_else(|e| e.into_inner()));
+        let per_chunk = (BATCH_CHUNK_BYTES / images.image_bytes().max(1)).max(1);
+        for start in (0..n).step_by(per_chunk) {
+            let end = (start + per_chunk).min(n);
+            let spans = images.copy_into(start..end, &mut pixels)?;
+            let examples: Vec<(String, Example)> = spans
+                .iter()
+                .zip(metas.by_ref())
+                .map(|((hw, _), (id, male, age, extra))| {
+                    let ex = example_without_image(*hw, &id, male, age, extra);
+                    (id, ex)
+                })
+                .collect();
+            let done = py
+                .allow_threads(|| {
+                    let items: Vec<(String, Example, &[u8])> = examples
+                        .into_iter()
+                        .zip(&spans)
+                        .map(|((id, ex), (_, span))| (id, ex, &pixels[span.clone()]))
+                        .collect();
+                    match &*read_state(&self.state) {
+                        State::Open(w) => w.write_batch_with("image", &items),
+                        other => Err(closed_err(other)),
+                    }
+                })
+                .map_err(|e| to_pyerr(py, e))?;
+            shards.extend(done);
+        }
+        *self.pixels.lock().unwrap_or_else(|e| e.into_inner()) = pixels;
+        Ok(shards)
     }
 
     /// Flushes, fsyncs and publishes every shard; returns the summary dict. A second call
@@ -859,50 +929,103 @@ fn column<'py>(
     Ok(Some(items))
 }
 
-/// Images of a batch: a 3-D uint8 array (N, H, W) or a sequence of 2-D arrays.
-fn batch_pixels(images: &Bound<'_, PyAny>) -> PyResult<Vec<(usize, usize, Vec<u8>)>> {
-    if let Ok(arr) = images.downcast::<PyUntypedArray>() {
-        if arr.ndim() != 3 {
-            return Err(value_err(format!(
-                "images must be a 3-D uint8 array (count, height, width) or a sequence of 2-D \
-                 arrays, got an array of shape {}",
-                shape_str(arr.shape())
-            )));
+/// (height, width) of an image and where its pixels lie in a shared buffer.
+type Span = ((usize, usize), std::ops::Range<usize>);
+
+/// The images of a batch, checked but not yet copied: a 3-D uint8 array (N, H, W) or a
+/// sequence of 2-D arrays.
+enum BatchImages<'py> {
+    Stack(Bound<'py, PyArray3<u8>>),
+    List(Vec<Bound<'py, PyArray2<u8>>>),
+}
+
+impl<'py> BatchImages<'py> {
+    fn new(images: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(arr) = images.downcast::<PyUntypedArray>() {
+            if arr.ndim() != 3 {
+                return Err(value_err(format!(
+                    "images must be a 3-D uint8 array (count, height, width) or a sequence of \
+                     2-D arrays, got an array of shape {}",
+                    shape_str(arr.shape())
+                )));
+            }
+            let u8_type = numpy::dtype::<u8>(images.py());
+            if !arr.dtype().is_equiv_to(&u8_type) {
+                return Err(value_err(format!(
+                    "images must have dtype uint8, got {}",
+                    arr.dtype()
+                )));
+            }
+            let (n, h, w) = (arr.shape()[0], arr.shape()[1], arr.shape()[2]);
+            if n > 0 && (h == 0 || w == 0) {
+                return Err(value_err(format!("images are empty ({h}x{w})")));
+            }
+            return Ok(BatchImages::Stack(arr.downcast::<PyArray3<u8>>()?.clone()));
         }
-        let u8_type = numpy::dtype::<u8>(images.py());
-        if !arr.dtype().is_equiv_to(&u8_type) {
-            return Err(value_err(format!(
-                "images must have dtype uint8, got {}",
-                arr.dtype()
-            )));
+        let iter = images.try_iter().map_err(|_| {
+            value_err(format!(
+                "images must be a 3-D uint8 array or a sequence of 2-D uint8 arrays, got {}",
+                type_name(images)
+            ))
+        })?;
+        let mut out = Vec::new();
+        for (i, item) in iter.enumerate() {
+            out.push(checked_image(&item?, &format!("images[{i}]"))?);
         }
-        let (n, h, w) = (arr.shape()[0], arr.shape()[1], arr.shape()[2]);
-        if n > 0 && (h == 0 || w == 0) {
-            return Err(value_err(format!("images are empty ({h}x{w})")));
-        }
-        let arr = arr.downcast::<PyArray3<u8>>()?;
-        let ro = arr.try_readonly()?;
-        let all: Vec<u8> = match ro.as_slice() {
-            Ok(s) => s.to_vec(),
-            Err(_) => ro.as_array().iter().copied().collect(),
-        };
-        return Ok(all
-            .chunks_exact((h * w).max(1))
-            .take(n)
-            .map(|c| (h, w, c.to_vec()))
-            .collect());
+        Ok(BatchImages::List(out))
     }
-    let iter = images.try_iter().map_err(|_| {
-        value_err(format!(
-            "images must be a 3-D uint8 array or a sequence of 2-D uint8 arrays, got {}",
-            type_name(images)
-        ))
-    })?;
-    let mut out = Vec::new();
-    for (i, item) in iter.enumerate() {
-        out.push(image_pixels(&item?, &format!("images[{i}]"))?);
+
+    fn len(&self) -> usize {
+        match self {
+            BatchImages::Stack(a) => a.shape()[0],
+            BatchImages::List(v) => v.len(),
+        }
     }
-    Ok(out)
+
+    /// Bytes of one image (of the first, for a list).
+    fn image_bytes(&self) -> usize {
+        match self {
+            BatchImages::Stack(a) => a.shape()[1] * a.shape()[2],
+            BatchImages::List(v) => v.first().map_or(0, |a| a.shape()[0] * a.shape()[1]),
+        }
+    }
+
+    /// Copies the pixels of images `range` into `buf` (cleared first); returns each image's
+    /// (height, width) and byte range in `buf`.
+    fn copy_into(&self, range: std::ops::Range<usize>, buf: &mut Vec<u8>) -> PyResult<Vec<Span>> {
+        buf.clear();
+        let mut out = Vec::with_capacity(range.len());
+        match self {
+            BatchImages::List(v) => {
+                for arr in &v[range] {
+                    let ro = arr.try_readonly()?;
+                    let start = buf.len();
+                    match ro.as_slice() {
+                        Ok(s) => buf.extend_from_slice(s),
+                        Err(_) => buf.extend(ro.as_array().iter().copied()),
+                    }
+                    out.push((ro.as_array().dim(), start..buf.len()));
+                }
+            }
+            BatchImages::Stack(a) => {
+                let ro = a.try_readonly()?;
+                let view = ro.as_array();
+                let (_, h, w) = view.dim();
+                let size = h * w;
+                for i in range {
+                    let start = buf.len();
+                    match ro.as_slice() {
+                        Ok(s) => buf.extend_from_slice(&s[i * size..(i + 1) * size]),
+                        Err(_) => {
+                            buf.extend(view.index_axis(numpy::ndarray::Axis(0), i).iter().copied())
+                        }
+                    }
+                    out.push(((h, w), start..buf.len()));
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1162,6 +1285,64 @@ fn decode_example<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDi
     example_to_dict(py, example)
 }
 
+/// Augments a batch of uint8 images in one fused pass: affine warp, scaling to [0, 1],
+/// contrast about each image's mean, brightness, clipping. Returns float32 (n, h, w).
+#[pyfunction]
+#[pyo3(signature = (images, affine, contrast=None, brightness=None))]
+fn augment_images<'py>(
+    py: Python<'py>,
+    images: &Bound<'py, PyAny>,
+    affine: Vec<[f32; 6]>,
+    contrast: Option<Vec<f32>>,
+    brightness: Option<Vec<f32>>,
+) -> PyResult<Bound<'py, PyArray3<f32>>> {
+    let images = BatchImages::new(images)?;
+    let mut pixels = Vec::new();
+    let spans = images.copy_into(0..images.len(), &mut pixels)?;
+    let n = spans.len();
+    let (h, w) = spans.first().map_or((0, 0), |s| s.0);
+    if spans.iter().any(|s| s.0 != (h, w)) {
+        return Err(value_err("images must all have the same size"));
+    }
+    let column = |name: &str, v: Option<Vec<f32>>, default: f32| -> PyResult<Vec<f32>> {
+        let v = v.unwrap_or_else(|| vec![default; n]);
+        if v.len() != n {
+            return Err(value_err(format!(
+                "{name} has {} entries for {n} images",
+                v.len()
+            )));
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(value_err(format!("{name} must be finite")));
+        }
+        Ok(v)
+    };
+    let contrast = column("contrast", contrast, 1.0)?;
+    let brightness = column("brightness", brightness, 0.0)?;
+    if affine.len() != n {
+        return Err(value_err(format!(
+            "affine has {} rows for {n} images",
+            affine.len()
+        )));
+    }
+    let params: Vec<augment::Params> = affine
+        .into_iter()
+        .zip(contrast.into_iter().zip(brightness))
+        .map(|(affine, (contrast, brightness))| augment::Params {
+            affine,
+            contrast,
+            brightness,
+        })
+        .collect();
+    if n == 0 {
+        return PyArray1::from_vec(py, Vec::<f32>::new()).reshape([0, h, w]);
+    }
+    let out = py
+        .allow_threads(|| augment::augment_batch(&pixels, n, h, w, &params))
+        .map_err(|e| to_pyerr(py, e))?;
+    PyArray1::from_vec(py, out).reshape([n, h, w])
+}
+
 /// The shard a case id goes to: FNV-1a 64 of its UTF-8 bytes, modulo num_shards.
 #[pyfunction]
 fn shard_index(id: &Bound<'_, PyAny>, num_shards: i64) -> PyResult<usize> {
@@ -1188,5 +1369,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_example, m)?)?;
     m.add_function(wrap_pyfunction!(shard_index, m)?)?;
     m.add_function(wrap_pyfunction!(count_records, m)?)?;
+    m.add_function(wrap_pyfunction!(augment_images, m)?)?;
     Ok(())
 }

@@ -9,9 +9,11 @@
 //! `tf.data.TFRecordDataset(compression_type="GZIP")` reads).
 //!
 //! # `tf.train.Example`
-//! Hand-encoded protobuf, byte-for-byte what TensorFlow's deterministic serialisation gives:
-//! `Example { Features features = 1 }`, `Features { map<string, Feature> feature = 1 }` (each
-//! entry a message `key = 1, value = 2`, keys in sorted order), `Feature` a oneof of
+//! Hand-encoded protobuf, byte-for-byte what `tf.train.Example.SerializeToString(
+//! deterministic=True)` gives in Python: `Example { Features features = 1 }`,
+//! `Features { map<string, Feature> feature = 1 }` (each entry a message `key = 1, value = 2`,
+//! keys in sorted order, except that upb puts a key before its own prefixes: see
+//! [`map_key_order`]), `Feature` a oneof of
 //! `bytes_list = 1`, `float_list = 2` (packed little-endian `fixed32`) and `int64_list = 3`
 //! (packed varints; a negative value takes 10 bytes); each list holds `repeated value = 1`.
 //! The decoder is lenient where protobuf is (unknown fields skipped, unpacked lists accepted,
@@ -88,7 +90,7 @@ pub enum Feature {
     Int64(Vec<i64>),
 }
 
-/// A `tf.train.Example`: named features, kept sorted by key (the serialised order).
+/// A `tf.train.Example`: named features (serialised in [`map_key_order`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Example {
     pub features: BTreeMap<String, Feature>,
@@ -120,25 +122,89 @@ fn put_field_header(out: &mut Vec<u8>, tag: u8, payload: usize) {
     put_varint(out, payload as u64);
 }
 
+/// Where an encoding goes: all into one buffer, or (for writing) with large byte values left
+/// where they lie, to be written from there without another copy.
+trait Out<'a> {
+    fn buf(&mut self) -> &mut Vec<u8>;
+    fn value(&mut self, bytes: &'a [u8]);
+}
+
+impl<'a> Out<'a> for Vec<u8> {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        self
+    }
+
+    fn value(&mut self, bytes: &'a [u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// Values at least this large are written from their own memory, not copied.
+const BIG_VALUE: usize = 16 << 10;
+
+/// The small bytes of an encoding, and the large values that belong at given offsets in it.
+struct Holes<'a, 'b> {
+    small: &'b mut Vec<u8>,
+    holes: &'b mut Vec<(usize, &'a [u8])>,
+}
+
+impl<'a> Out<'a> for Holes<'a, '_> {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        self.small
+    }
+
+    fn value(&mut self, bytes: &'a [u8]) {
+        if bytes.len() >= BIG_VALUE {
+            self.holes.push((self.small.len(), bytes));
+        } else {
+            self.small.extend_from_slice(bytes);
+        }
+    }
+}
+
 // Tags: field number << 3 | wire type 2 (length-delimited).
 const TAG_1: u8 = 0x0a;
 const TAG_2: u8 = 0x12;
 const TAG_3: u8 = 0x1a;
 
-impl Feature {
-    fn int64_payload(values: &[i64]) -> usize {
-        values.iter().map(|&v| varint_len(v as u64)).sum()
-    }
+/// The order in which protobuf's deterministic serialisation writes string map keys, as the
+/// `upb` runtime of Python protobuf 4.x (what `tf.train.Example.SerializeToString(
+/// deterministic=True)` uses) does it: byte-wise on the common prefix, and when one key is a
+/// prefix of the other, the *longer* key first (so `"height"` precedes `"h"`, and `""` comes
+/// last). It differs from plain sorted order (protobuf C++) only for such prefix pairs.
+pub fn map_key_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let n = a.len().min(b.len());
+    a.as_bytes()[..n]
+        .cmp(&b.as_bytes()[..n])
+        .then_with(|| b.len().cmp(&a.len()))
+}
 
+/// A borrowed view of a feature's values: what the encoder works on, so a large value (the
+/// pixels) can be encoded straight from where it lies.
+#[derive(Clone, Copy, Debug)]
+pub enum FeatureRef<'a> {
+    Bytes(&'a [Vec<u8>]),
+    /// A bytes list of exactly one value.
+    OneBytes(&'a [u8]),
+    Float(&'a [f32]),
+    Int64(&'a [i64]),
+}
+
+fn int64_payload(values: &[i64]) -> usize {
+    values.iter().map(|&v| varint_len(v as u64)).sum()
+}
+
+impl<'a> FeatureRef<'a> {
     /// Size of the inner `BytesList` / `FloatList` / `Int64List` message.
     fn list_len(&self) -> usize {
-        match self {
-            Feature::Bytes(v) => v.iter().map(|b| field_len(b.len())).sum(),
+        match *self {
+            FeatureRef::Bytes(v) => v.iter().map(|b| field_len(b.len())).sum(),
+            FeatureRef::OneBytes(b) => field_len(b.len()),
             // An empty packed field is not written at all.
-            Feature::Float(v) if v.is_empty() => 0,
-            Feature::Float(v) => field_len(4 * v.len()),
-            Feature::Int64(v) if v.is_empty() => 0,
-            Feature::Int64(v) => field_len(Self::int64_payload(v)),
+            FeatureRef::Float([]) => 0,
+            FeatureRef::Float(v) => field_len(4 * v.len()),
+            FeatureRef::Int64([]) => 0,
+            FeatureRef::Int64(v) => field_len(int64_payload(v)),
         }
     }
 
@@ -149,33 +215,136 @@ impl Feature {
 
     /// Appends the serialised `Feature` message.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        self.encode_to(out)
+    }
+
+    fn encode_to<O: Out<'a>>(&self, out: &mut O) {
         let tag = match self {
-            Feature::Bytes(_) => TAG_1,
-            Feature::Float(_) => TAG_2,
-            Feature::Int64(_) => TAG_3,
+            FeatureRef::Bytes(_) | FeatureRef::OneBytes(_) => TAG_1,
+            FeatureRef::Float(_) => TAG_2,
+            FeatureRef::Int64(_) => TAG_3,
         };
-        put_field_header(out, tag, self.list_len());
-        match self {
-            Feature::Bytes(values) => {
+        put_field_header(out.buf(), tag, self.list_len());
+        match *self {
+            FeatureRef::Bytes(values) => {
                 for b in values {
-                    put_field_header(out, TAG_1, b.len());
-                    out.extend_from_slice(b);
+                    put_field_header(out.buf(), TAG_1, b.len());
+                    out.value(b);
                 }
             }
-            Feature::Float(values) if !values.is_empty() => {
+            FeatureRef::OneBytes(b) => {
+                put_field_header(out.buf(), TAG_1, b.len());
+                out.value(b);
+            }
+            FeatureRef::Float(values) if !values.is_empty() => {
+                let out = out.buf();
                 put_field_header(out, TAG_1, 4 * values.len());
                 for v in values {
                     out.extend_from_slice(&v.to_le_bytes());
                 }
             }
-            Feature::Int64(values) if !values.is_empty() => {
-                put_field_header(out, TAG_1, Self::int64_payload(values));
+            FeatureRef::Int64(values) if !values.is_empty() => {
+                let out = out.buf();
+                put_field_header(out, TAG_1, int64_payload(values));
                 for &v in values {
                     put_varint(out, v as u64);
                 }
             }
             _ => {}
         }
+    }
+}
+
+impl Feature {
+    pub fn as_ref(&self) -> FeatureRef<'_> {
+        match self {
+            Feature::Bytes(v) => FeatureRef::Bytes(v),
+            Feature::Float(v) => FeatureRef::Float(v),
+            Feature::Int64(v) => FeatureRef::Int64(v),
+        }
+    }
+
+    /// Size of the serialised `Feature` message.
+    pub fn encoded_len(&self) -> usize {
+        self.as_ref().encoded_len()
+    }
+
+    /// Appends the serialised `Feature` message.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        self.as_ref().encode_into(out)
+    }
+}
+
+/// Serialised `Features`-in-`Example` of `entries`, which must be sorted by key and unique.
+struct Encoder<'a> {
+    entries: Vec<(&'a str, FeatureRef<'a>)>,
+}
+
+impl<'a> Encoder<'a> {
+    fn entry_len(key: &str, feature: &FeatureRef<'_>) -> usize {
+        field_len(key.len()) + field_len(feature.encoded_len())
+    }
+
+    fn features_len(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|(k, f)| field_len(Self::entry_len(k, f)))
+            .sum()
+    }
+
+    fn encoded_len(&self) -> usize {
+        field_len(self.features_len())
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        self.encode_to(out)
+    }
+
+    fn encode_to<O: Out<'a>>(&self, out: &mut O) {
+        put_field_header(out.buf(), TAG_1, self.features_len());
+        for (key, feature) in &self.entries {
+            let buf = out.buf();
+            put_field_header(buf, TAG_1, Self::entry_len(key, feature));
+            put_field_header(buf, TAG_1, key.len());
+            buf.extend_from_slice(key.as_bytes());
+            put_field_header(buf, TAG_2, feature.encoded_len());
+            feature.encode_to(out);
+        }
+    }
+
+    fn encode_record_into(&self, out: &mut Vec<u8>) {
+        let n = self.encoded_len();
+        out.reserve(HEADER_LEN + n + FOOTER_LEN);
+        let len = (n as u64).to_le_bytes();
+        out.extend_from_slice(&len);
+        out.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
+        let start = out.len();
+        self.encode_into(out);
+        debug_assert_eq!(out.len() - start, n);
+        let crc = masked_crc32c(&out[start..]);
+        out.extend_from_slice(&crc.to_le_bytes());
+    }
+
+    /// The framed record as `small` bytes plus large values that belong at offsets in it
+    /// (`holes`, ascending): writing `small[..o1]`, `v1`, `small[o1..o2]`, `v2`, ..., the rest
+    /// gives exactly [`encode_record_into`](Self::encode_record_into)'s bytes.
+    fn encode_record_pieces(&self, small: &mut Vec<u8>, holes: &mut Vec<(usize, &'a [u8])>) {
+        let n = self.encoded_len();
+        let len = (n as u64).to_le_bytes();
+        small.extend_from_slice(&len);
+        small.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
+        let start = small.len();
+        self.encode_to(&mut Holes { small, holes });
+        let mut crc = 0;
+        let mut pos = start;
+        for &(at, value) in holes.iter() {
+            crc = crc32c::crc32c_append(crc, &small[pos..at]);
+            crc = crc32c::crc32c_append(crc, value);
+            pos = at;
+        }
+        crc = crc32c::crc32c_append(crc, &small[pos..]);
+        small.extend_from_slice(&mask(crc).to_le_bytes());
     }
 }
 
@@ -190,56 +359,59 @@ impl Example {
         self
     }
 
-    fn entry_len(key: &str, feature: &Feature) -> usize {
-        field_len(key.len()) + field_len(feature.encoded_len())
-    }
-
-    fn features_len(&self) -> usize {
-        self.features
-            .iter()
-            .map(|(k, f)| field_len(Self::entry_len(k, f)))
-            .sum()
+    /// The entries to encode, in key order; `extra` (a one-value bytes feature held
+    /// elsewhere) is merged in, replacing a feature of the same name.
+    fn encoder<'a>(&'a self, extra: Option<(&'a str, &'a [u8])>) -> Encoder<'a> {
+        let mut entries = Vec::with_capacity(self.features.len() + 1);
+        let mut pending = extra;
+        for (k, f) in &self.features {
+            if let Some((ek, ev)) = pending {
+                if ek <= k.as_str() {
+                    entries.push((ek, FeatureRef::OneBytes(ev)));
+                    pending = None;
+                    if ek == k.as_str() {
+                        continue;
+                    }
+                }
+            }
+            entries.push((k.as_str(), f.as_ref()));
+        }
+        if let Some((ek, ev)) = pending {
+            entries.push((ek, FeatureRef::OneBytes(ev)));
+        }
+        // Plain sorted order except where a key is a prefix of another (rare; stable sort).
+        entries.sort_by(|a, b| map_key_order(a.0, b.0));
+        Encoder { entries }
     }
 
     /// Size of the serialised `Example`.
     pub fn encoded_len(&self) -> usize {
-        field_len(self.features_len())
+        self.encoder(None).encoded_len()
     }
 
-    /// Appends the serialised `Example` (keys in sorted order, as TensorFlow's deterministic
-    /// serialisation writes them).
+    /// Appends the serialised `Example`, keys in [`map_key_order`] (byte-for-byte what
+    /// `SerializeToString(deterministic=True)` gives in Python).
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.reserve(self.encoded_len());
-        put_field_header(out, TAG_1, self.features_len());
-        for (key, feature) in &self.features {
-            put_field_header(out, TAG_1, Self::entry_len(key, feature));
-            put_field_header(out, TAG_1, key.len());
-            out.extend_from_slice(key.as_bytes());
-            put_field_header(out, TAG_2, feature.encoded_len());
-            feature.encode_into(out);
-        }
+        self.encoder(None).encode_into(out)
     }
 
     /// The serialised `Example`.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len());
+        let mut out = Vec::new();
         self.encode_into(&mut out);
         out
     }
 
-    /// Appends this example as one framed TFRecord record (serialised in place: the pixels
+    /// Appends this example as one framed TFRecord record (serialised in place: the values
     /// are copied once).
     pub fn encode_record_into(&self, out: &mut Vec<u8>) {
-        let n = self.encoded_len();
-        out.reserve(HEADER_LEN + n + FOOTER_LEN);
-        let len = (n as u64).to_le_bytes();
-        out.extend_from_slice(&len);
-        out.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
-        let start = out.len();
-        self.encode_into(out);
-        debug_assert_eq!(out.len() - start, n);
-        let crc = masked_crc32c(&out[start..]);
-        out.extend_from_slice(&crc.to_le_bytes());
+        self.encoder(None).encode_record_into(out)
+    }
+
+    /// Like [`encode_record_into`](Self::encode_record_into) for this example plus a one-value
+    /// bytes feature `key` = `value` that lives elsewhere (e.g. pixels in a shared buffer).
+    pub fn encode_record_with_into(&self, key: &str, value: &[u8], out: &mut Vec<u8>) {
+        self.encoder(Some((key, value))).encode_record_into(out)
     }
 
     /// This example as one framed TFRecord record.
@@ -510,13 +682,6 @@ enum Sink {
 }
 
 impl Sink {
-    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        match self {
-            Sink::Plain(w) => w.write_all(data),
-            Sink::Gzip(w) => w.write_all(data),
-        }
-    }
-
     /// Flushes everything (the gzip trailer too) and hands back the file.
     fn finish(self) -> io::Result<File> {
         let buffered = match self {
@@ -527,7 +692,10 @@ impl Sink {
     }
 }
 
-const WRITE_BUFFER: usize = 1 << 20;
+/// Write buffer per shard. A record at least this large (a 256x256 image is 64 KiB + ~60
+/// bytes) bypasses it and goes to the file in one write, saving a copy; smaller ones are
+/// gathered. Small also means few fresh pages to fault in per writer.
+const WRITE_BUFFER: usize = 64 << 10;
 
 struct Shard {
     index: usize,
@@ -540,10 +708,17 @@ struct Shard {
     /// Set when a write failed: the temporary holds a partial record and is never published.
     failed: Option<String>,
     published: bool,
+    /// Reused encoding buffer (no allocation, no fresh pages per record).
+    scratch: Vec<u8>,
 }
 
 impl Shard {
     fn write(&mut self, record: &[u8]) -> Result<()> {
+        self.write_pieces(&[record])
+    }
+
+    /// Appends one record given as consecutive pieces.
+    fn write_pieces(&mut self, pieces: &[&[u8]]) -> Result<()> {
         if let Some(reason) = &self.failed {
             return Err(Error::io(
                 &self.final_path,
@@ -553,15 +728,74 @@ impl Shard {
         let Some(sink) = self.sink.as_mut() else {
             return Err(Error::value("write to a finished shard"));
         };
-        if let Err(e) = sink.write_all(record) {
+        let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+        let result = match sink {
+            Sink::Plain(w) => write_all_vectored(w, pieces),
+            Sink::Gzip(w) => pieces.iter().try_for_each(|p| w.write_all(p)),
+        };
+        if let Err(e) = result {
             self.failed = Some(e.to_string());
             self.sink = None;
             return Err(Error::io(&self.temp_path, e));
         }
         self.records += 1;
-        self.raw_bytes += record.len() as u64;
+        self.raw_bytes += len;
         Ok(())
     }
+
+    /// Encodes a record (small parts into the reused scratch buffer, large values left in
+    /// place) and appends it.
+    fn write_encoded(&mut self, encoder: &Encoder<'_>) -> Result<()> {
+        let mut small = std::mem::take(&mut self.scratch);
+        small.clear();
+        let mut holes = Vec::new();
+        encoder.encode_record_pieces(&mut small, &mut holes);
+        let mut pieces: Vec<&[u8]> = Vec::with_capacity(2 * holes.len() + 1);
+        let mut pos = 0;
+        for &(at, value) in &holes {
+            pieces.push(&small[pos..at]);
+            pieces.push(value);
+            pos = at;
+        }
+        pieces.push(&small[pos..]);
+        let result = self.write_pieces(&pieces);
+        self.scratch = small;
+        result
+    }
+}
+
+/// `write_all` for several buffers, with as few (vectored) writes as the writer allows.
+fn write_all_vectored(w: &mut impl Write, pieces: &[&[u8]]) -> io::Result<()> {
+    let (mut idx, mut off) = (0, 0);
+    while idx < pieces.len() {
+        if off == pieces[idx].len() {
+            idx += 1;
+            off = 0;
+            continue;
+        }
+        let slices: Vec<io::IoSlice<'_>> = std::iter::once(&pieces[idx][off..])
+            .chain(pieces[idx + 1..].iter().copied())
+            .map(io::IoSlice::new)
+            .collect();
+        let mut n = match w.write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while n > 0 && idx < pieces.len() {
+            let rest = pieces[idx].len() - off;
+            if n >= rest {
+                n -= rest;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Shard {
@@ -598,6 +832,8 @@ pub struct ShardWriter {
     shards: Vec<Mutex<Shard>>,
     /// Shard index -> position in `shards` (None: owned by another writer).
     slot: Vec<Option<usize>>,
+    /// fsync each shard before its rename, and the directory after (default true).
+    fsync: bool,
 }
 
 fn lock(m: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
@@ -674,6 +910,7 @@ impl ShardWriter {
                 raw_bytes: 0,
                 failed: None,
                 published: false,
+                scratch: Vec::new(),
             }));
         }
         Ok(ShardWriter {
@@ -683,7 +920,16 @@ impl ShardWriter {
             compression,
             shards,
             slot,
+            fsync: true,
         })
+    }
+
+    /// Whether [`finish`](Self::finish) fsyncs the shards and the directory (default true).
+    /// Without it, renaming still guarantees that a crashed *process* leaves no partial file
+    /// under a final name, but after a power loss or OS crash a published shard may be empty
+    /// or short. Turn it off only for scratch data.
+    pub fn set_fsync(&mut self, on: bool) {
+        self.fsync = on;
     }
 
     pub fn directory(&self) -> &Path {
@@ -731,6 +977,11 @@ impl ShardWriter {
         })
     }
 
+    /// Checks that every id goes to a shard this writer owns.
+    pub fn check_ids<'a>(&self, mut ids: impl Iterator<Item = &'a str>) -> Result<()> {
+        ids.try_for_each(|id| self.slot_for(id).map(drop))
+    }
+
     /// Appends an already framed record to shard `shard`.
     pub fn write_framed(&self, shard: usize, record: &[u8]) -> Result<()> {
         let slot =
@@ -743,33 +994,60 @@ impl ShardWriter {
     /// Encodes `example` and appends it to the shard of `id`; returns the shard index.
     pub fn write_example(&self, id: &str, example: &Example) -> Result<usize> {
         let slot = self.slot_for(id)?;
-        let record = example.encode_record();
         let mut shard = lock(&self.shards[slot]);
-        shard.write(&record)?;
+        shard.write_encoded(&example.encoder(None))?;
         Ok(shard.index)
     }
 
-    /// Encodes and writes many cases: encoding runs in parallel, then each shard appends its
-    /// cases in the given order (shards in parallel, so GZIP compresses on several cores).
-    /// Every id is checked before anything is written. Returns the shard of each case.
+    /// Writes many cases; each shard appends its cases in the given order (with GZIP, shards
+    /// compress in parallel). Every id is checked before anything is written.
+    /// Returns the shard of each case.
     pub fn write_batch(&self, items: &[(String, Example)]) -> Result<Vec<usize>> {
-        let slots = items
-            .iter()
-            .map(|(id, _)| self.slot_for(id))
-            .collect::<Result<Vec<usize>>>()?;
-        let records: Vec<Vec<u8>> = items.par_iter().map(|(_, ex)| ex.encode_record()).collect();
-        let mut groups: Vec<Vec<&[u8]>> = vec![Vec::new(); self.shards.len()];
-        for (slot, rec) in slots.iter().zip(&records) {
-            groups[*slot].push(rec);
+        self.write_batch_impl(items.iter().map(|(id, ex)| (id.as_str(), ex.encoder(None))))
+    }
+
+    /// Like [`write_batch`](Self::write_batch) for examples that lack a one-value bytes
+    /// feature `key`, whose values (e.g. the pixels, copied once into a shared buffer) are
+    /// given alongside: `(id, example, value)`.
+    pub fn write_batch_with(
+        &self,
+        key: &str,
+        items: &[(String, Example, &[u8])],
+    ) -> Result<Vec<usize>> {
+        self.write_batch_impl(
+            items
+                .iter()
+                .map(|(id, ex, value)| (id.as_str(), ex.encoder(Some((key, *value))))),
+        )
+    }
+
+    fn write_batch_impl<'a>(
+        &self,
+        items: impl Iterator<Item = (&'a str, Encoder<'a>)>,
+    ) -> Result<Vec<usize>> {
+        let mut slots = Vec::new();
+        let mut groups: Vec<Vec<Encoder<'a>>> =
+            (0..self.shards.len()).map(|_| Vec::new()).collect();
+        for (id, encoder) in items {
+            let slot = self.slot_for(id)?;
+            slots.push(slot);
+            groups[slot].push(encoder);
         }
-        self.shards
-            .par_iter()
+        let write_group = |(shard, group): (&Mutex<Shard>, Vec<Encoder<'a>>)| -> Result<()> {
+            let mut shard = lock(shard);
+            group.iter().try_for_each(|e| shard.write_encoded(e))
+        };
+        let jobs = self
+            .shards
+            .iter()
             .zip(groups)
-            .filter(|(_, group)| !group.is_empty())
-            .try_for_each(|(shard, group)| {
-                let mut shard = lock(shard);
-                group.iter().try_for_each(|rec| shard.write(rec))
-            })?;
+            .filter(|(_, g)| !g.is_empty());
+        match self.compression {
+            // Compression is CPU work: shards compress in parallel.
+            Compression::Gzip { .. } => jobs.par_bridge().try_for_each(write_group)?,
+            // Plain writes are copies into the page cache: threads only add overhead.
+            Compression::None => jobs.into_iter().try_for_each(write_group)?,
+        }
         Ok(slots.iter().map(|&s| lock(&self.shards[s]).index).collect())
     }
 
@@ -779,7 +1057,7 @@ impl ShardWriter {
     }
 
     /// Flushes and `fsync`s every shard, then renames each to its final name and syncs the
-    /// directory. If any shard fails to flush, none is published (and all temporaries are
+    /// directory (the syncs can be turned off with [`set_fsync`](Self::set_fsync)). If any shard fails to flush, none is published (and all temporaries are
     /// removed when `self` drops).
     pub fn finish(self) -> Result<Vec<ShardSummary>> {
         let mut shards: Vec<Shard> = self
@@ -800,8 +1078,10 @@ impl ShardWriter {
                 .take()
                 .ok_or_else(|| Error::value("shard already finished"))?;
             let file = sink.finish().map_err(|e| Error::io(&shard.temp_path, e))?;
-            file.sync_all()
-                .map_err(|e| Error::io(&shard.temp_path, e))?;
+            if self.fsync {
+                file.sync_all()
+                    .map_err(|e| Error::io(&shard.temp_path, e))?;
+            }
             let bytes = file
                 .metadata()
                 .map_err(|e| Error::io(&shard.temp_path, e))?
@@ -820,7 +1100,9 @@ impl ShardWriter {
                 .map_err(|e| Error::io(&shard.final_path, e))?;
             shard.published = true;
         }
-        sync_dir(&self.directory)?;
+        if self.fsync {
+            sync_dir(&self.directory)?;
+        }
         Ok(summaries)
     }
 
@@ -1101,7 +1383,7 @@ impl RecordReader {
         let Some(total) = self.total_if_fits(len) else {
             let have = self
                 .file_len
-                .map_or(0, |fl| fl - offset - HEADER_LEN as u64);
+                .map_or(0, |fl| fl.saturating_sub(offset + HEADER_LEN as u64));
             return Ok(truncated(have, self));
         };
         let n = self.fill(total)?;
@@ -1284,7 +1566,7 @@ pub fn count_records(path: &Path) -> Result<u64> {
                 format!(
                     "truncated record at byte offset {offset}: its header announces {len} data \
                      bytes (+4 checksum bytes) but the file ends {} bytes after the header",
-                    file_len - offset - HEADER_LEN as u64
+                    file_len.saturating_sub(offset + HEADER_LEN as u64)
                 ),
             ));
         };
@@ -1583,6 +1865,42 @@ mod tests {
     }
 
     #[test]
+    fn encoding_with_an_outside_value_equals_owning_it() {
+        let full = case("x", 3, 4);
+        let Some(Feature::Bytes(img)) = full.features.get("image").cloned() else {
+            panic!()
+        };
+        let mut without = full.clone();
+        without.features.remove("image");
+        let mut a = Vec::new();
+        without.encode_record_with_into("image", &img[0], &mut a);
+        assert_eq!(a, full.encode_record());
+        // Key first, last, and replacing an existing one.
+        for key in ["a", "zz", "id"] {
+            let mut b = Vec::new();
+            without.encode_record_with_into(key, b"v", &mut b);
+            let want = without
+                .clone()
+                .with(key, Feature::Bytes(vec![b"v".to_vec()]));
+            assert_eq!(b, want.encode_record(), "{key}");
+        }
+    }
+
+    #[test]
+    fn key_order_matches_python_protobuf() {
+        // Observed with protobuf 4.25 (upb): SerializeToString(deterministic=True) of these keys.
+        let want = [
+            "B", "abc", "ab", "a", "ba", "b", "height", "h", "za", "z", "\u{e9}", "",
+        ];
+        let mut ex = Example::new();
+        for k in want {
+            ex = ex.with(k, Feature::Int64(vec![1]));
+        }
+        let got: Vec<&str> = ex.encoder(None).entries.iter().map(|e| e.0).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn empty_lists_and_unknown_fields() {
         let ex = Example::new()
             .with("b", Feature::Bytes(vec![]))
@@ -1695,6 +2013,47 @@ mod tests {
             }
             seen.sort();
             assert_eq!(seen, ids);
+        }
+    }
+
+    #[test]
+    fn large_values_are_written_in_place_with_the_same_bytes() {
+        // Values >= BIG_VALUE are written from their own memory (vectored writes, CRC over the
+        // pieces): the file must still be exactly the concatenated records.
+        let dir = TempDir::new("pieces");
+        let big = case("big", 300, 200)
+            .with(
+                "blob",
+                Feature::Bytes(vec![vec![7u8; BIG_VALUE], vec![1, 2, 3], vec![9u8; 40_000]]),
+            )
+            .with("zz", Feature::Bytes(vec![vec![5u8; BIG_VALUE - 1]]));
+        let small = case("small", 3, 3);
+        for compression in [Compression::None, Compression::Gzip { level: 1 }] {
+            let w = ShardWriter::create(&dir.0, "t", 1, compression, None).unwrap();
+            w.write_example("big", &big).unwrap();
+            w.write_example("small", &small).unwrap();
+            let pixels = vec![3u8; 256 * 256];
+            let mut without = case("batch", 256, 256);
+            without.features.remove("image");
+            w.write_batch_with("image", &[("batch".into(), without.clone(), &pixels[..])])
+                .unwrap();
+            let sums = w.finish().unwrap();
+            let mut want = big.encode_record();
+            want.extend(small.encode_record());
+            want.extend(
+                without
+                    .with("image", Feature::Bytes(vec![pixels]))
+                    .encode_record(),
+            );
+            let got: Vec<u8> = read_all(&sums[0].path)
+                .into_iter()
+                .flat_map(|r| frame(&r.data))
+                .collect();
+            assert_eq!(got, want);
+            if compression == Compression::None {
+                assert_eq!(fs::read(&sums[0].path).unwrap(), want);
+            }
+            assert_eq!(sums[0].raw_bytes, want.len() as u64);
         }
     }
 

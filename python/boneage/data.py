@@ -28,6 +28,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from boneage import _native
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "Augment",
+    "augment_images",
+    "augment_params",
     "count_examples",
     "find_shards",
     "is_gzip_file",
@@ -48,14 +52,16 @@ _SHARD_RE = r"^{split}-(\d{{5}})-of-(\d{{5}})\.tfrecord(\.gz)?$"
 class Augment:
     """Random augmentation, drawn independently per image and per epoch.
 
-    Applied as one affine warp (bilinear, zeros outside, the same convention as the padding of
-    the preprocessing) followed by brightness/contrast on the [0, 1] image, clipped to [0, 1].
+    Applied in one fused native pass per image (``_native.augment_images``, without the GIL):
+    an affine warp (bilinear, zeros outside, as the padding of the preprocessing), then
+    contrast about the image mean and brightness on the [0, 1] image, clipped to [0, 1].
 
     - ``rotation``: degrees, uniform in ``[-rotation, rotation]``.
     - ``shift``: fraction of the image side, uniform in ``[-shift, shift]`` on each axis.
     - ``zoom``: scale uniform in ``[1 - zoom, 1 + zoom]`` (> 1 zooms in).
     - ``brightness``: added offset uniform in ``[-brightness, brightness]``.
-    - ``contrast``: factor uniform in ``[1 - contrast, 1 + contrast]`` about the image mean.
+    - ``contrast``: factor uniform in ``[1 - contrast, 1 + contrast]`` about the mean of the
+      (unwarped) image.
     - ``flip``: mirror left/right with probability 0.5. Off by default: a radiograph's
       left/right is meaningful (and the RSNA hands are mostly left hands).
     """
@@ -201,7 +207,11 @@ def _decode_fn(image_size: int, labels: bool) -> Any:
 
     def resize(image: tf.Tensor) -> tf.Tensor:
         # Pad to a square (centred zeros, as the preprocessing does), then area-average.
-        out = tf.image.resize_with_pad(image, size, size, method="area")
+        shape = tf.shape(image)
+        h, w = shape[0], shape[1]
+        side = tf.maximum(h, w)
+        image = tf.image.pad_to_bounding_box(image, (side - h) // 2, (side - w) // 2, side, side)
+        out = tf.image.resize(image, [size, size], method="area")
         return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
 
     def decode(record: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -252,44 +262,30 @@ def inverse_affine(
     return a0, a1, a2, b0, b1, b2
 
 
-def _augment_batch(images: tf.Tensor, cfg: Augment, seed: int | None) -> tf.Tensor:
-    """Random affine warp + brightness/contrast on a float batch (B, S, S, 1) in [0, 1]."""
-    import math
+def augment_params(
+    rng: np.random.Generator, n: int, size: int, cfg: Augment
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random parameters for ``_native.augment_images``: ``(affine (n, 6), contrast (n,),
+    brightness (n,))``, float32, drawn from ``rng``."""
+    theta = np.deg2rad(rng.uniform(-cfg.rotation, cfg.rotation, n))
+    scale = rng.uniform(1.0 - cfg.zoom, 1.0 + cfg.zoom, n)
+    tx = rng.uniform(-cfg.shift, cfg.shift, n) * size
+    ty = rng.uniform(-cfg.shift, cfg.shift, n) * size
+    flip = rng.uniform(0.0, 1.0, n) < 0.5 if cfg.flip else None
+    affine = np.stack(
+        inverse_affine(np.cos(theta), np.sin(theta), scale, tx, ty, float(size), flip, np.where),
+        axis=1,
+    )
+    contrast = rng.uniform(1.0 - cfg.contrast, 1.0 + cfg.contrast, n)
+    brightness = rng.uniform(-cfg.brightness, cfg.brightness, n)
+    return affine.astype(np.float32), contrast.astype(np.float32), brightness.astype(np.float32)
 
-    import tensorflow as tf
 
-    def uniform(shape: Any, lo: float, hi: float, salt: int) -> tf.Tensor:
-        s = None if seed is None else seed + salt
-        return tf.random.uniform(shape, lo, hi, seed=s)
-
-    b = tf.shape(images)[0]
-    size = tf.cast(tf.shape(images)[1], tf.float32)
-    if cfg.rotation or cfg.shift or cfg.zoom or cfg.flip:
-        theta = uniform([b], -cfg.rotation, cfg.rotation, 1) * (math.pi / 180.0)
-        scale = uniform([b], 1.0 - cfg.zoom, 1.0 + cfg.zoom, 2)
-        tx = uniform([b], -cfg.shift, cfg.shift, 3) * size
-        ty = uniform([b], -cfg.shift, cfg.shift, 4) * size
-        flip = uniform([b], 0.0, 1.0, 5) < 0.5 if cfg.flip else None
-        a0, a1, a2, b0, b1, b2 = inverse_affine(
-            tf.cos(theta), tf.sin(theta), scale, tx, ty, size, flip, tf.where
-        )
-        zeros = tf.zeros_like(a0)
-        transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-        images = tf.raw_ops.ImageProjectiveTransformV3(
-            images=images,
-            transforms=transforms,
-            output_shape=tf.shape(images)[1:3],
-            fill_value=0.0,
-            interpolation="BILINEAR",
-            fill_mode="CONSTANT",
-        )
-    if cfg.brightness or cfg.contrast:
-        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
-        factor = uniform([b, 1, 1, 1], 1.0 - cfg.contrast, 1.0 + cfg.contrast, 6)
-        delta = uniform([b, 1, 1, 1], -cfg.brightness, cfg.brightness, 7)
-        # (x - mean) * factor + mean + delta, with one full-size multiply-add.
-        images = tf.clip_by_value(images * factor + (mean * (1.0 - factor) + delta), 0.0, 1.0)
-    return images
+def augment_images(images: np.ndarray, cfg: Augment, rng: np.random.Generator) -> np.ndarray:
+    """Augments uint8 images ``(n, S, S)`` to float32 ``(n, S, S)`` in [0, 1] (native, one
+    fused pass per pixel, without the GIL)."""
+    affine, contrast, brightness = augment_params(rng, len(images), images.shape[1], cfg)
+    return _native.augment_images(images, affine, contrast, brightness)
 
 
 def make_dataset(
@@ -333,8 +329,11 @@ def make_dataset(
         seed: seeds shuffling and augmentation (reproducible runs).
 
     The pipeline: files interleaved in parallel -> parse + decode (``num_parallel_calls``
-    AUTOTUNE) -> cache (uint8) -> shuffle -> repeat -> batch -> to float, augment (vectorised
-    over the batch) -> prefetch(AUTOTUNE).
+    AUTOTUNE) -> cache (uint8) -> shuffle -> repeat -> batch -> to float, or augment (a
+    ``tf.numpy_function`` calling the native batch augmentation, parallel map) ->
+    prefetch(AUTOTUNE). Augmentation draws from a numpy generator seeded with ``seed``; with
+    parallel calls the order in which batches draw is not fixed, so augmented runs are
+    reproducible in distribution, not bit for bit.
     """
     import tensorflow as tf
 
@@ -373,10 +372,17 @@ def make_dataset(
         ds = ds.repeat()
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder, num_parallel_calls=autotune)
 
+    rng = np.random.default_rng(seed)
+
+    def augment(images: np.ndarray) -> np.ndarray:
+        return augment_images(images[..., 0], aug, rng)[..., None]
+
     def to_model(image: tf.Tensor, male: tf.Tensor, *age: tf.Tensor) -> Any:
-        x = tf.cast(image, tf.float32) * (1.0 / 255.0)
-        if aug is not None:
-            x = _augment_batch(x, aug, seed)
+        if aug is None:
+            x = tf.cast(image, tf.float32) * (1.0 / 255.0)
+        else:
+            x = tf.numpy_function(augment, [image], tf.float32, stateful=True)
+            x.set_shape(image.shape)
         inputs = {"image": x, "male": tf.cast(male, tf.float32)[:, None]}
         return (inputs, age[0]) if labels else inputs
 

@@ -9,8 +9,8 @@ structure as :func:`boneage.data.make_dataset`::
      age float32 (batch,))
 
 Shuffling is over all examples, redone every epoch; augmentation (:class:`boneage.data.Augment`)
-is done in numpy: a bilinear affine warp with zeros outside, then brightness/contrast. It is
-slower than the ``tf.data`` path; use ``workers`` (threads) to spread it.
+is the same native batch augmentation the ``tf.data`` path uses (it releases the GIL, so
+``workers`` threads run it in parallel).
 """
 
 from __future__ import annotations
@@ -24,40 +24,20 @@ import keras
 import numpy as np
 
 from boneage import _native
-from boneage.data import Augment, find_shards, inverse_affine
+from boneage.data import Augment, augment_images, find_shards
 
-__all__ = ["ShardDataset", "area_resize", "load_examples"]
+__all__ = ["ShardDataset", "area_resize", "augment_batch", "load_examples"]
 
 
 def area_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Pads a 2-D uint8 image to a square (centred zeros) and area-averages it to size x size.
-
-    Area averaging as separable weight matrices (exact box-filter weights, float32), rounded
-    half to even. It matches the ``tf.data`` path's ``resize_with_pad(method="area")`` up to
-    rounding; for OpenCV-exact images, preprocess at the training size instead.
-    """
-    h, w = image.shape
-    side = max(h, w)
-    if (h, w) != (side, side):
-        square = np.zeros((side, side), dtype=np.uint8)
-        top, left = (side - h) // 2, (side - w) // 2
-        square[top : top + h, left : left + w] = image
-        image = square
-    if side == size:
-        return image
-    weights = _area_weights(side, size)
-    out = weights @ image.astype(np.float32) @ weights.T
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def _area_weights(src: int, dst: int) -> np.ndarray:
-    """(dst, src) matrix: row d averages the source interval [d, d + 1) * src / dst."""
-    scale = src / dst
-    edges = np.arange(dst + 1, dtype=np.float64) * scale
-    lo, hi = edges[:-1, None], edges[1:, None]
-    idx = np.arange(src, dtype=np.float64)[None, :]
-    overlap = np.clip(np.minimum(hi, idx + 1) - np.maximum(lo, idx), 0.0, None)
-    return (overlap / scale).astype(np.float32)
+    """Pads a 2-D uint8 image to a square (centred zeros) and resizes it to size x size with
+    area averaging: the preprocessing's own ``pad_to_square`` + ``resize_area`` (bit-exact
+    ``cv2.copyMakeBorder`` + ``cv2.resize(..., INTER_AREA)``). The ``tf.data`` path's
+    ``tf.image.resize(method="area")`` agrees with it up to rounding."""
+    square = _native.pad_to_square(np.ascontiguousarray(image))
+    if square.shape[0] == size:
+        return square
+    return _native.resize_area(square, size, size)
 
 
 def load_examples(
@@ -96,57 +76,15 @@ def load_examples(
     )
 
 
-def _affine_params(rng: np.random.Generator, n: int, size: int, cfg: Augment) -> np.ndarray:
-    """(n, 6) inverse affine maps [a0, a1, a2, b0, b1, b2]: input = A @ (x, y, 1)."""
-    theta = np.deg2rad(rng.uniform(-cfg.rotation, cfg.rotation, n))
-    scale = rng.uniform(1.0 - cfg.zoom, 1.0 + cfg.zoom, n)
-    tx = rng.uniform(-cfg.shift, cfg.shift, n) * size
-    ty = rng.uniform(-cfg.shift, cfg.shift, n) * size
-    flip = rng.uniform(0.0, 1.0, n) < 0.5 if cfg.flip else None
-    a0, a1, a2, b0, b1, b2 = inverse_affine(
-        np.cos(theta), np.sin(theta), scale, tx, ty, float(size), flip, np.where
-    )
-    return np.stack([a0, a1, a2, b0, b1, b2], axis=1).astype(np.float32)
-
-
-def _warp(images: np.ndarray, params: np.ndarray) -> np.ndarray:
-    """Bilinear affine warp of float32 (n, S, S) images, zeros outside."""
-    n, size, _ = images.shape
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
-    out = np.empty_like(images)
-    flat_len = size * size
-    for i in range(n):
-        a0, a1, a2, b0, b1, b2 = params[i]
-        sx = a0 * xs + a1 * ys + a2
-        sy = b0 * xs + b1 * ys + b2
-        x0 = np.floor(sx)
-        y0 = np.floor(sy)
-        fx, fy = sx - x0, sy - y0
-        x0 = x0.astype(np.int64)
-        y0 = y0.astype(np.int64)
-        src = images[i].reshape(flat_len)
-        acc = np.zeros((size, size), dtype=np.float32)
-        for dy, wy in ((0, 1.0 - fy), (1, fy)):
-            for dx, wx in ((0, 1.0 - fx), (1, fx)):
-                xx, yy = x0 + dx, y0 + dy
-                inside = (xx >= 0) & (xx < size) & (yy >= 0) & (yy < size)
-                idx = np.where(inside, yy * size + xx, 0)
-                acc += np.where(inside, src[idx], 0.0) * (wx * wy)
-        out[i] = acc
-    return out
-
-
 def augment_batch(images: np.ndarray, cfg: Augment, rng: np.random.Generator) -> np.ndarray:
-    """The numpy twin of the ``tf.data`` augmentation: float32 (n, S, S) in [0, 1]."""
-    n, size, _ = images.shape
-    if cfg.rotation or cfg.shift or cfg.zoom or cfg.flip:
-        images = _warp(images, _affine_params(rng, n, size, cfg))
-    if cfg.brightness or cfg.contrast:
-        mean = images.mean(axis=(1, 2), keepdims=True)
-        factor = rng.uniform(1.0 - cfg.contrast, 1.0 + cfg.contrast, (n, 1, 1))
-        delta = rng.uniform(-cfg.brightness, cfg.brightness, (n, 1, 1))
-        images = np.clip((images - mean) * factor + mean + delta, 0.0, 1.0)
-    return images.astype(np.float32, copy=False)
+    """Augments float images ``(n, S, S)`` in [0, 1] (what the pipelines yield, before the
+    channel axis) to float32 in [0, 1]: the same native augmentation as training.
+
+    The images are quantised back to uint8 first, which is exact for images that came from
+    uint8 / 255; prefer :func:`boneage.data.augment_images` on the uint8 images directly.
+    """
+    pixels = np.clip(np.rint(np.asarray(images, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return augment_images(pixels, cfg, rng)
 
 
 class ShardDataset(keras.utils.PyDataset):
@@ -211,11 +149,12 @@ class ShardDataset(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range ({len(self)} batches)")
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        x = self.images[rows].astype(np.float32) * np.float32(1.0 / 255.0)
-        if self.augment is not None:
+        if self.augment is None:
+            x = self.images[rows].astype(np.float32) * np.float32(1.0 / 255.0)
+        else:
             # One generator per (epoch, batch): reproducible whatever the worker threads do.
             rng = np.random.default_rng([self._seed, self._epoch, index])
-            x = augment_batch(x, self.augment, rng)
+            x = augment_images(self.images[rows], self.augment, rng)
         inputs = {
             "image": x[..., None],
             "male": self.male[rows].astype(np.float32)[:, None],
