@@ -7,7 +7,8 @@ non-array), unreadable or corrupt files raise ``OSError`` naming the file and th
 """
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -99,3 +100,310 @@ def read_gray_files(
     paths: Sequence[StrPath], threads: int | None = None, max_pixels: int = ...
 ) -> tuple[list[Image | None], list[ItemError]]:
     """Decodes many files in parallel; ``None`` where a file failed (see the errors)."""
+
+def localise_hand(img: Image, margin: float = 0.05) -> dict[str, Any]:
+    """The radiograph hand localiser (no OpenCV equivalent).
+
+    Returns ``box`` (x0, y0, x1, y1; end-exclusive, margin included), ``plausible`` (use the
+    box only when true), ``area_fraction``, ``inverted`` and ``threshold``.
+    """
+
+def process_encoded(
+    datas: Sequence[bytes],
+    labels: Sequence[str] | None = None,
+    localiser: Literal["native", "none"] = "native",
+    size: int = 256,
+    clip_limit: float = 2.0,
+    tile_grid: tuple[int, int] = (8, 8),
+    margin: float = 0.05,
+    threads: int | None = None,
+    max_pixels: int = ...,
+) -> tuple[npt.NDArray[np.uint8], list[dict[str, Any] | None], list[ItemError]]:
+    """decode -> localise -> crop -> CLAHE -> pad -> resize for encoded images, in parallel."""
+
+def decode_many(
+    datas: Sequence[bytes], threads: int | None = None, max_pixels: int = ...
+) -> tuple[list[Image | None], list[ItemError]]:
+    """Decodes many encoded images in parallel; None where one failed."""
+
+# --- TFRecord shards and batch augmentation (rust/tfrecord.rs, rust/augment.rs)
+
+
+_Path = str | os.PathLike[str]
+_Paths = _Path | Sequence[_Path]
+
+class CorruptRecordError(OSError):
+    """A corrupt or truncated TFRecord record, or a record that is not a tf.train.Example.
+
+    ``str(err)`` names the file and the byte offset of the record's start (in the
+    decompressed stream for a GZIP file); the same are in ``path`` and ``offset``.
+    """
+
+    path: str
+    offset: int
+
+# Stub-only types (plain dicts at run time).
+class _ShardSummaryEntry(TypedDict):
+    index: int
+    path: str
+    records: int
+    bytes: int  # on disk (compressed size for GZIP)
+    raw_bytes: int  # framed records before compression
+
+class _ShardSummary(TypedDict):
+    directory: str
+    split: str
+    num_shards: int
+    compression: Literal["GZIP"] | None
+    records: int
+    bytes: int
+    shards: list[_ShardSummaryEntry]
+
+class ShardWriter:
+    """Writes cases as tf.train.Example records into ``num_shards`` TFRecord files.
+
+    Shard ``i`` is ``{directory}/{split}-{i:05d}-of-{num_shards:05d}.tfrecord`` (``.tfrecord.gz``
+    with ``compression="GZIP"``, one gzip member that ``tf.data.TFRecordDataset(...,
+    compression_type="GZIP")`` reads). A case goes to shard ``fnv1a64(utf8(id)) % num_shards``
+    (64-bit FNV-1a; see :func:`shard_index`), so reruns and parallel workers agree.
+
+    Each shard is written to a hidden temporary ``.{name}.tmp-{pid}-{k}`` in the same directory
+    and renamed to its final name by :meth:`close` only after it was flushed and fsynced (then
+    the directory is fsynced). A crash never leaves a truncated file under a final name. Every
+    shard is published, empty ones too (valid 0-record files), so readers of ``num_shards``
+    files work. If an earlier run left shards under the same names they are replaced.
+
+    As a context manager: a clean exit calls :meth:`close`; an exception calls :meth:`abort`
+    (temporaries removed, nothing published) and propagates. A writer that is garbage collected
+    without ``close()`` also removes its temporaries.
+
+    Methods may be called from several threads at once (each shard has its own lock).
+
+    Args:
+        directory: created if missing.
+        split: a plain name (no path separators), e.g. ``"train"``.
+        num_shards: 1 to 99999.
+        compression: ``None`` or ``"GZIP"``.
+        compression_level: 0-9 (default 6, zlib's and TensorFlow's default), GZIP only.
+        shards: the shard indices this writer owns (default all). Parallel workers can each
+            own a disjoint subset of the same split; writing a case that hashes to a shard
+            another worker owns raises ``ValueError``.
+        fsync: sync shards and directory on close (default True). ``False`` keeps the
+            no-partial-file guarantee against a crashed process but not against power loss.
+
+    Raises:
+        ValueError: bad arguments. OSError: the directory or a file cannot be created.
+    """
+
+    def __init__(
+        self,
+        directory: _Path,
+        split: str,
+        num_shards: int,
+        compression: Literal["GZIP"] | None = None,
+        *,
+        compression_level: int | None = None,
+        shards: Sequence[int] | None = None,
+        fsync: bool = True,
+    ) -> None: ...
+    def write(
+        self,
+        image: npt.NDArray[np.uint8],
+        id: str | int,
+        male: int | bool | None = None,
+        age: float | None = None,
+        **extra: str | bytes | int | float | Sequence[int] | Sequence[float] | Sequence[str],
+    ) -> int:
+        """Adds one case; returns the index of its shard.
+
+        Record keys: ``image`` (raw uint8 pixels, row major), ``height``, ``width`` (int64),
+        ``id`` (UTF-8 text), ``male`` (int64 0/1; absent when None or NaN), ``age`` (float32
+        months; absent when None or NaN), and each ``extra``: str -> bytes, bytes -> bytes,
+        int -> int64, float -> float32, a list/tuple/1-D array of ints -> int64 list (e.g. a
+        crop ``box``), of floats (or ints and floats) -> float list, of str/bytes -> bytes list.
+
+        Args:
+            image: 2-D uint8 array (height, width); non-contiguous views are copied.
+        Raises:
+            ValueError: not a non-empty 2-D uint8 array, empty id, male not 0/1, non-finite
+                age, a reserved or unsupported extra, the writer closed or aborted, or the id
+                belongs to a shard this writer does not own.
+            OSError: a write failed (the shard is then never published).
+        """
+
+    def write_batch(
+        self,
+        images: npt.NDArray[np.uint8] | Sequence[npt.NDArray[np.uint8]],
+        ids: Sequence[str | int],
+        males: Sequence[int | bool | float | None] | npt.NDArray[Any] | None = None,
+        ages: Sequence[float | None] | npt.NDArray[Any] | None = None,
+        extras: dict[str, Sequence[Any]] | None = None,
+    ) -> list[int]:
+        """Adds many cases (same keys as :meth:`write`): ``images`` a 3-D uint8 array
+        (count, height, width) or a sequence of 2-D arrays; the other arguments one entry per
+        image (``extras`` maps a key to a column). Every argument is checked before anything is
+        written; encoding and writing run without the GIL, shards in parallel. Returns the
+        shard index of each case. Byte-for-byte the same files as the same ``write`` calls."""
+
+    def close(self) -> _ShardSummary:
+        """Flushes, fsyncs and publishes every shard; returns the summary (records and bytes
+        per shard). Calling it again returns the same summary.
+
+        Raises:
+            ValueError: the writer was aborted. OSError: flushing or renaming failed (then
+                nothing that failed to flush is published; the temporaries are removed).
+        """
+
+    def abort(self) -> None:
+        """Removes the temporaries without publishing anything (no-op after close())."""
+
+    def __enter__(self) -> ShardWriter: ...
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
+    @property
+    def directory(self) -> str: ...
+    @property
+    def split(self) -> str: ...
+    @property
+    def num_shards(self) -> int: ...
+    @property
+    def compression(self) -> Literal["GZIP"] | None: ...
+    @property
+    def paths(self) -> list[str]:
+        """Final paths of the owned shards (they exist only after close())."""
+
+    @property
+    def records(self) -> int:
+        """Records written so far."""
+
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def summary(self) -> _ShardSummary | None:
+        """The close() summary, or None before a successful close()."""
+
+class RecordReader(Iterator[bytes]):
+    """Iterator over raw records; see :func:`read_records`."""
+
+    def __iter__(self) -> RecordReader: ...
+    def __next__(self) -> bytes: ...
+    @property
+    def skipped(self) -> int:
+        """Corrupt stretches skipped so far (``skip_corrupt=True``)."""
+
+    @property
+    def problems(self) -> list[tuple[str, int, str]]:
+        """``(path, offset, message)`` of each skipped stretch."""
+
+    @property
+    def paths(self) -> list[str]: ...
+    def close(self) -> None:
+        """Closes the file in hand; the iterator then ends."""
+
+    def __enter__(self) -> RecordReader: ...
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
+
+class ExampleReader(Iterator[dict[str, Any]]):
+    """Iterator over decoded examples; see :func:`read_examples`."""
+
+    def __iter__(self) -> ExampleReader: ...
+    def __next__(self) -> dict[str, Any]: ...
+    @property
+    def skipped(self) -> int:
+        """Corrupt stretches and non-Example records skipped so far (``skip_corrupt=True``)."""
+
+    @property
+    def problems(self) -> list[tuple[str, int, str]]:
+        """``(path, offset, message)`` of each skipped stretch."""
+
+    @property
+    def paths(self) -> list[str]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> ExampleReader: ...
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
+
+def read_records(paths: _Paths, *, skip_corrupt: bool = False) -> RecordReader:
+    """Iterates over the raw records (bytes) of one or more TFRecord files, in order.
+
+    GZIP files are recognised by content (gzip magic ``1f 8b`` unless the first 12 bytes are a
+    valid record header), whatever their name. Both checksums of every record are verified;
+    records are read in chunks (64 records or 8 MiB) without the GIL. Files are opened one at
+    a time; all must exist when this is called.
+
+    Raises:
+        FileNotFoundError / OSError: a path is missing, a directory, or unreadable (at call).
+        CorruptRecordError (during iteration): a bad checksum or a truncated record, naming the
+            file and byte offset; the records before it are delivered first, then the iterator
+            ends. With ``skip_corrupt=True`` corrupt stretches are skipped and counted instead
+            (``skipped``, ``problems``): a bad data checksum skips that record, a bad length
+            checksum scans forward to the next valid record, a truncated tail or a broken gzip
+            stream ends that file.
+    """
+
+def read_examples(paths: _Paths, *, skip_corrupt: bool = False) -> ExampleReader:
+    """Like :func:`read_records`, yielding each tf.train.Example as a dict (keys sorted):
+
+    - ``image``: a (height, width) uint8 numpy array when ``height`` and ``width`` match the
+      size of its bytes (otherwise the bytes);
+    - bytes features as ``str`` when valid UTF-8, else ``bytes`` (``id`` is a ``str``);
+    - int64 features as ``int``; float features as ``float``: the shortest decimal that
+      round-trips the stored float32 (``age=120.3`` reads back as ``120.3``);
+    - a feature with one value as a scalar, with several (or none) as a list (a 1-element
+      list extra therefore reads back as a scalar).
+
+    A record that is not a valid Example raises CorruptRecordError (or is skipped).
+    """
+
+def count_records(paths: _Paths) -> int:
+    """Number of records in one or more files. Plain files are walked header to header (length
+    checksums verified, data skipped); GZIP files are decompressed and fully verified.
+
+    Raises:
+        CorruptRecordError: a corrupt header or truncated record.
+    """
+
+def encode_example(
+    image: npt.NDArray[np.uint8],
+    id: str | int,
+    male: int | bool | None = None,
+    age: float | None = None,
+    **extra: Any,
+) -> bytes:
+    """The serialised tf.train.Example that :meth:`ShardWriter.write` stores for these
+    arguments: byte-for-byte ``tf.train.Example.SerializeToString(deterministic=True)`` (keys
+    sorted, except that Python protobuf's upb writes a key before any key that is its prefix,
+    e.g. ``"height"`` before ``"h"``; protobuf C++ would not, which only matters for such
+    pairs)."""
+
+def decode_example(data: bytes) -> dict[str, Any]:
+    """Decodes a serialised tf.train.Example into the dict :func:`read_examples` yields.
+
+    Raises:
+        ValueError: not a valid tf.train.Example.
+    """
+
+def shard_index(id: str | int, num_shards: int) -> int:
+    """The shard a case goes to: 64-bit FNV-1a (offset basis 0xcbf29ce484222325, prime
+    0x100000001b3) of the id's UTF-8 bytes, modulo ``num_shards``. An int id is its decimal
+    text."""
+
+def augment_images(
+    images: npt.NDArray[np.uint8] | Sequence[npt.NDArray[np.uint8]],
+    affine: npt.ArrayLike,
+    contrast: npt.ArrayLike | None = None,
+    brightness: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.float32]:
+    """Augments n same-size uint8 images in one fused pass per pixel, in parallel over images
+    and without the GIL; returns float32 (n, height, width) in [0, 1].
+
+    ``affine`` (n, 6) rows ``[a0, a1, a2, b0, b1, b2]`` map each output pixel (x, y) to the
+    input point (a0 x + a1 y + a2, b0 x + b1 y + b2), sampled bilinearly with zeros outside
+    (TensorFlow's ImageProjectiveTransformV3, BILINEAR, CONSTANT 0; positions in 32-bit fixed
+    point, weights in 16 bits: within 2e-4 of it). Then ``v = clip((x - mean) * contrast + mean
+    + brightness, 0, 1)`` with ``x`` the warped pixel / 255 and ``mean`` the mean of the source
+    image / 255. Defaults: contrast 1, brightness 0. With the identity transform and defaults
+    the result is exactly ``image * float32(1 / 255)``.
+
+    Raises:
+        ValueError: images not uint8 of one size, wrong row counts, non-finite contrast or
+            brightness.
+    """
