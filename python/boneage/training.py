@@ -221,16 +221,29 @@ def _callbacks(cfg: TrainConfig, out: Path, meta: Any, monitor: str, resume: boo
             if cfg.max_minutes and time.perf_counter() - self.start > cfg.max_minutes * 60:
                 self.model.stop_training = True
 
-    return [
+    callbacks = [
         TimeLimit(),
         Checkpoints(),
         keras.callbacks.EarlyStopping(
             monitor=monitor, patience=cfg.patience, restore_best_weights=True, mode="min"
         ),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
-        keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False),
         keras.callbacks.TerminateOnNaN(),
     ]
+    # Keras writes TensorBoard logs through TensorFlow; GPU servers with only JAX or PyTorch
+    # still train, with history.csv and the plots as the record.
+    if _has_tensorflow():
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False))
+    return callbacks
+
+
+def _has_tensorflow() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _plots(out: Path, cfg: TrainConfig, total_steps: int) -> None:
