@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ratio, record
 
 from boneage.bulk import Options, run
+from conftest import ratio, record
 
 RSNA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsna"
 

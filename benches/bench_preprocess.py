@@ -12,10 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import ratio, record
 
 from boneage import _native as native
 from boneage import reference as ref
+from conftest import ratio, record
 
 RSNA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsna"
 

@@ -47,4 +47,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             failed.append(name)
     if failed and os.environ.get("BONEAGE_BENCH_ASSERT") == "1":
         terminalreporter.write_line(f"targets missed: {failed}", red=True)
-        terminalreporter._session.exitstatus = 1  # noqa: SLF001
+        terminalreporter._session.exitstatus = 1

@@ -25,7 +25,9 @@ def image_files(*subs: str) -> list[Path]:
     for sub in subs:
         base = RSNA / sub
         if base.is_dir():
-            files += sorted(p for p in base.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+            files += sorted(
+                p for p in base.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"}
+            )
     return files
 
 

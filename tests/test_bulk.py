@@ -16,13 +16,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import RSNA
 
 from boneage import _native as native
 from boneage import reference as ref
 from boneage.labels import read_labels
 from boneage.preprocess import main
 from boneage.splits import parse_fractions, stratified_split
+from conftest import RSNA
 
 
 def hand_png(seed: int, h: int = 420, w: int = 330) -> bytes:

@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import image_files
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boneage import _native as native
 from boneage import reference as ref
+from conftest import image_files
 
 # BONEAGE_HYPOTHESIS_EXAMPLES=1000 for a long soak; the default keeps the suite fast.
 SETTINGS = settings(
@@ -101,7 +101,7 @@ def test_resize_linear_matches_opencv(img, data):
 @pytest.mark.parametrize(("src", "dst"), [(2048, 256), (2044, 256), (1536, 256), (512, 256)])
 def test_resize_area_common_radiograph_sizes(src, dst):
     img = make_image(src, src, src - 3 if src % 2 else src, "smooth")
-    h, w = img.shape
+    _h, _w = img.shape
     assert_same(native.resize_area(img, dst, dst), ref.resize_area(img, dst, dst))
 
 
@@ -120,7 +120,12 @@ def test_preprocess_matches_opencv_pipeline(img, data, size, grid, clip):
         x0 = data.draw(st.integers(0, w - 1))
         y0 = data.draw(st.integers(0, h - 1))
         # Far edges may overshoot the image: both sides clamp them.
-        box = (x0, y0, data.draw(st.integers(x0 + 1, w + 50)), data.draw(st.integers(y0 + 1, h + 50)))
+        box = (
+            x0,
+            y0,
+            data.draw(st.integers(x0 + 1, w + 50)),
+            data.draw(st.integers(y0 + 1, h + 50)),
+        )
     assert_same(
         native.preprocess(img, box, size, clip, grid), ref.preprocess(img, box, size, clip, grid)
     )

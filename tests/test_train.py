@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RSNA
 
 from boneage import _native as native
+from conftest import RSNA
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def test_run_directory_is_complete(demo_run):
 def test_saved_model_carries_preprocessing_and_recipe(demo_run):
     from boneage import modelio
 
-    model, meta = modelio.load(demo_run / "best.keras")
+    _model, meta = modelio.load(demo_run / "best.keras")
     assert meta.preprocessing.image_size == 64 and meta.preprocessing.clip_limit == 2.0
     assert meta.model_name == "small_cnn"
     import keras
@@ -94,7 +94,7 @@ def test_evaluate_cli_and_predict_agree(demo_run, tmp_path, capsys):
     assert (tmp_path / "ev" / "report.md").exists()
 
     # predict on one test image (saved as PNG) gives the number evaluate used for it.
-    images, male, age, ids = load_split(demo_run / "data", "test")
+    images, male, _age, _ids = load_split(demo_run / "data", "test")
     png = tmp_path / "case.png"
     import cv2
 
@@ -115,9 +115,13 @@ def test_predict_cli_errors(demo_run, tmp_path):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     run = [sys.executable, "-m", "boneage.predict"]
-    r = subprocess.run([*run, str(bad), "--sex", "M", "--model", str(demo_run)], capture_output=True, text=True)
+    r = subprocess.run(
+        [*run, str(bad), "--sex", "M", "--model", str(demo_run)], capture_output=True, text=True
+    )
     assert r.returncode != 0 and "bad.png" in r.stderr
-    r = subprocess.run([*run, str(bad), "--sex", "X", "--model", str(demo_run)], capture_output=True, text=True)
+    r = subprocess.run(
+        [*run, str(bad), "--sex", "X", "--model", str(demo_run)], capture_output=True, text=True
+    )
     assert r.returncode == 2 and "sex" in r.stderr
     r = subprocess.run([*run, str(bad), "--sex", "F", "--model", str(tmp_path / "none.keras")],
                        capture_output=True, text=True)  # fmt: skip
@@ -141,14 +145,17 @@ def test_two_logical_devices_train_data_parallel(tmp_path):
         "from boneage.distribution import split_cpu_for_tests, scope\n"
         "split_cpu_for_tests()\n"
         "from boneage.training import TrainConfig, train\n"
-        f"cfg = TrainConfig(model='small_cnn', data=r'{tmp_path / 'd'}', out=r'{tmp_path}', demo=True,\n"
+        f"cfg = TrainConfig(model='small_cnn', data=r'{tmp_path / 'd'}', out=r'{tmp_path}',\n"
+        "    demo=True,\n"
         "    image_size=32, batch_size=16, epochs=1, verbose=0,\n"
         "    demo_sizes={'train': 64, 'val': 32, 'test': 32})\n"
         "m = train(cfg)\n"
         "print('REPLICAS', m['replicas'], m['distribution'])\n"
     )
     env = {**__import__("os").environ, "BONEAGE_CPU_DEVICES": "2"}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "REPLICAS 2.0 tf.distribute.MirroredStrategy" in r.stdout or "REPLICAS 2 " in r.stdout
 

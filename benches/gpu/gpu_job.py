@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -73,7 +72,9 @@ def prepare_data(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     return train_dir, test_dir
 
 
-def train_and_test(args: argparse.Namespace, name: str, train_dir: Path, test_dir: Path, out: Path) -> dict[str, Any]:
+def train_and_test(
+    args: argparse.Namespace, name: str, train_dir: Path, test_dir: Path, out: Path
+) -> dict[str, Any]:
     from boneage import metrics, modelio
     from boneage.evaluation import predict_split
     from boneage.training import TrainConfig, train

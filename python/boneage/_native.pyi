@@ -128,7 +128,6 @@ def decode_many(
 
 # --- TFRecord shards and batch augmentation (rust/tfrecord.rs, rust/augment.rs)
 
-
 _Path = str | os.PathLike[str]
 _Paths = _Path | Sequence[_Path]
 

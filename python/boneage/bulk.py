@@ -75,7 +75,9 @@ class Summary:
     parts_resumed: int = 0
 
 
-def _row(item_source: str, case_id: str, split: str, status: str, reason: str = "") -> dict[str, Any]:
+def _row(
+    item_source: str, case_id: str, split: str, status: str, reason: str = ""
+) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(MANIFEST_COLUMNS, "")
     row.update(id=case_id, split=split, source=item_source, status=status, reason=reason)
     if status != "ok":
@@ -183,7 +185,9 @@ class Job:
                 continue
             todo.append((len(rows) - 1, item, data))
 
-        results = self.localise_and_preprocess([d for _, _, d in todo], [i.source for _, i, _ in todo])
+        results = self.localise_and_preprocess(
+            [d for _, _, d in todo], [i.source for _, i, _ in todo]
+        )
         tmp = self.work / f"part-{p:05d}"
         writer = native.ShardWriter(str(self.work), f"part-{p:05d}", 1)
         try:
@@ -218,7 +222,9 @@ class Job:
         _write_csv(tmp.with_suffix(".csv"), rows)  # the part's "done" marker, written last
         return rows
 
-    def thumbnail(self, data: bytes, info: dict[str, Any], case_id: str) -> tuple[np.ndarray, Any, str, str]:
+    def thumbnail(
+        self, data: bytes, info: dict[str, Any], case_id: str
+    ) -> tuple[np.ndarray, Any, str, str]:
         img = native.decode_gray(data, self.o.max_pixels)
         h, w = img.shape
         s = min(1.0, 200 / max(h, w))
@@ -244,25 +250,38 @@ class Job:
         decoded = self.decode(datas)
         good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
         images = [decoded[i] for i in good]
-        marks = self.mediapipe(images) if o.localiser in ("mediapipe", "auto") else [None] * len(images)
-        found = [hands.choose(img, o.localiser, landmarks=m) for img, m in zip(images, marks, strict=True)]
+        marks = (
+            self.mediapipe(images) if o.localiser in ("mediapipe", "auto") else [None] * len(images)
+        )
+        found = [
+            hands.choose(img, o.localiser, landmarks=m)
+            for img, m in zip(images, marks, strict=True)
+        ]
         crops = [f.box for f in found]
         if o.engine == "native":
-            batch, errors = native.preprocess_batch(images, crops, o.size, o.clip_limit, o.tile_grid)
+            batch, errors = native.preprocess_batch(
+                images, crops, o.size, o.clip_limit, o.tile_grid
+            )
             pre: list[Any] = list(batch)
             for i, _, reason in errors:
                 pre[i] = _clean(reason)
         else:
             from boneage import reference
 
-            pre = [reference.preprocess(img, c, o.size, o.clip_limit, o.tile_grid) for img, c in zip(images, crops, strict=True)]
+            pre = [
+                reference.preprocess(img, c, o.size, o.clip_limit, o.tile_grid)
+                for img, c in zip(images, crops, strict=True)
+            ]
         out = list(decoded)
         for k, i in enumerate(good):
             if isinstance(pre[k], str):
                 out[i] = pre[k]
                 continue
             h, w = images[k].shape
-            out[i] = (pre[k], {"box": crops[k], "localiser": found[k].localiser, "width": w, "height": h})
+            out[i] = (
+                pre[k],
+                {"box": crops[k], "localiser": found[k].localiser, "width": w, "height": h},
+            )
         return out
 
     def decode(self, datas: list[bytes]) -> list[Any]:
@@ -309,7 +328,9 @@ class Job:
                 rows.append(row)
         for cid, problem in self.table.problems.items():
             if cid not in seen:
-                rows.append(_row(problem.source, cid, "", "skipped", f"bad label: {problem.reason}"))
+                rows.append(
+                    _row(problem.source, cid, "", "skipped", f"bad label: {problem.reason}")
+                )
 
         counts = Counter(r["split"] for r in rows if r["status"] == "ok")
         writers = {
@@ -323,8 +344,14 @@ class Job:
             for part in parts:
                 tfr = sorted(self.work.glob(part.stem + "-*.tfrecord*"))
                 for ex in native.read_examples([str(t) for t in tfr]):
-                    extras = {k: v for k, v in ex.items() if k not in ("image", "id", "male", "age", "height", "width")}
-                    writers[extras["split"]].write(ex["image"], ex["id"], ex.get("male"), ex.get("age"), **extras)
+                    extras = {
+                        k: v
+                        for k, v in ex.items()
+                        if k not in ("image", "id", "male", "age", "height", "width")
+                    }
+                    writers[extras["split"]].write(
+                        ex["image"], ex["id"], ex.get("male"), ex.get("age"), **extras
+                    )
         finally:
             for split, w in writers.items():
                 summary.shards[split] = w.close()
@@ -335,7 +362,9 @@ class Job:
         summary.skipped = summary.total - summary.ok
         summary.per_split = dict(sorted(counts.items()))
         summary.localisers = dict(Counter(r["localiser"] for r in rows if r["status"] == "ok"))
-        summary.reasons = dict(Counter(_reason_key(r["reason"]) for r in rows if r["status"] != "ok"))
+        summary.reasons = dict(
+            Counter(_reason_key(r["reason"]) for r in rows if r["status"] != "ok")
+        )
         if self.sheet:
             from boneage.contact import contact_sheet
 
@@ -416,4 +445,3 @@ def _landmarks(img: np.ndarray) -> Any:
 
 def run(opts: Options) -> Summary:
     return Job(opts).run()
-

@@ -48,9 +48,17 @@ def contact_sheet(
         if box is not None:
             x0, y0, x1, y1 = (round(v * s) for v in box)
             colour = COLOURS.get(loc, (0, 0, 0))
-            cv2.rectangle(sheet, (x + x0, y + y0), (x + min(x1, tw) - 1, y + min(y1, th) - 1), colour, 2)
+            cv2.rectangle(
+                sheet, (x + x0, y + y0), (x + min(x1, tw) - 1, y + min(y1, th) - 1), colour, 2
+            )
         cv2.putText(
-            sheet, label[:22], (c * thumb + 2, y + thumb + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (0, 0, 0), 1
+            sheet,
+            label[:22],
+            (c * thumb + 2, y + thumb + 13),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.38,
+            (0, 0, 0),
+            1,
         )
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,8 @@ from typing import Any
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m boneage.evaluate",
-        description="Evaluate a trained model (a .keras file or a run directory) on a split of shards.",
+        description="Evaluate a trained model (a .keras file or a run directory) on a split "
+        "of shards.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("model", nargs="?", help="model file or run directory")
@@ -43,14 +44,18 @@ def _default_data(model_path: str) -> str | None:
     return None
 
 
-def evaluate_one(model_path: str, data: str, split: str, tta: int, n_boot: int, batch: int) -> dict[str, Any]:
+def evaluate_one(
+    model_path: str, data: str, split: str, tta: int, n_boot: int, batch: int
+) -> dict[str, Any]:
     from boneage import metrics, modelio
     from boneage.evaluation import predict_split
 
     model, meta = modelio.load(model_path)
     pred = predict_split(model, data, split, batch_size=batch, tta=tta)
     labelled = ~(pred.y_true != pred.y_true)  # drop unlabeled (NaN) cases
-    summary = metrics.summary(pred.y_true[labelled], pred.y_pred[labelled], pred.male[labelled], n_boot=n_boot)
+    summary = metrics.summary(
+        pred.y_true[labelled], pred.y_pred[labelled], pred.male[labelled], n_boot=n_boot
+    )
     summary["model"] = str(modelio.resolve(model_path))
     summary["model_name"] = meta.model_name
     summary["params"] = int(model.count_params())
@@ -75,7 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = args.data or _default_data(mp)
             if not data:
                 raise ValueError(f"{mp}: no --data given and the run records none")
-            results[mp] = evaluate_one(mp, data, args.split, args.tta, args.bootstrap, args.batch_size)
+            results[mp] = evaluate_one(
+                mp, data, args.split, args.tta, args.bootstrap, args.batch_size
+            )
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -95,11 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     plots = report.plot_predictions(y_true, y_pred, out)
     public = _public(res)
     (out / "metrics.json").write_text(json.dumps(public, indent=2))
-    md = report.write_report(public, plots, out, title=f"boneage evaluation: {Path(mp).name} on {args.split}")
+    md = report.write_report(
+        public, plots, out, title=f"boneage evaluation: {Path(mp).name} on {args.split}"
+    )
     if args.json:
         print(json.dumps(public, indent=2))
     else:
-        print(f"{public['n']} cases: MAE {public['mae']:.2f}, RMSE {public['rmse']:.2f}, R^2 {public['r2']:.3f}")
+        print(
+            f"{public['n']} cases: MAE {public['mae']:.2f}, RMSE {public['rmse']:.2f}, "
+            f"R^2 {public['r2']:.3f}"
+        )
         print(f"report: {md}")
     return 0
 

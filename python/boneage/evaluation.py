@@ -24,7 +24,9 @@ class Predictions:
     sigma: np.ndarray | None
 
 
-def load_split(data: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+def load_split(
+    data: str | os.PathLike[str], split: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """All images (uint8, N x H x W), male, age and ids of one split, in shard order."""
     from boneage.data import find_shards
 
@@ -48,7 +50,9 @@ def load_split(data: str | os.PathLike[str], split: str) -> tuple[np.ndarray, np
 def to_model_inputs(images: np.ndarray, male: np.ndarray, size: int) -> dict[str, np.ndarray]:
     """uint8 images -> the model's float inputs, resized (INTER_AREA, padded) when needed."""
     if images.shape[1] != size or images.shape[2] != size:
-        images = np.stack([native.resize_area(native.pad_to_square(im), size, size) for im in images])
+        images = np.stack(
+            [native.resize_area(native.pad_to_square(im), size, size) for im in images]
+        )
     return {
         "image": (images.astype(np.float32) * np.float32(1.0 / 255.0))[..., None],
         "male": male.astype(np.float32)[:, None],
@@ -56,7 +60,12 @@ def to_model_inputs(images: np.ndarray, male: np.ndarray, size: int) -> dict[str
 
 
 def predict_arrays(
-    model: Any, images: np.ndarray, male: np.ndarray, batch_size: int = 64, tta: int = 0, seed: int = 0
+    model: Any,
+    images: np.ndarray,
+    male: np.ndarray,
+    batch_size: int = 64,
+    tta: int = 0,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Mean prediction (months) and sigma (None without uncertainty) for uint8 images.
 
@@ -78,7 +87,9 @@ def predict_arrays(
         for _ in range(tta):
             x = augment_batch(inputs["image"][..., 0], cfg, rng)[..., None]
             m, _ = split_prediction(
-                model.predict({"image": x, "male": inputs["male"]}, batch_size=batch_size, verbose=0)
+                model.predict(
+                    {"image": x, "male": inputs["male"]}, batch_size=batch_size, verbose=0
+                )
             )
             runs.append(m)
         mean = np.mean(runs, axis=0)

@@ -76,7 +76,9 @@ class Predictor:
         self.model, self.meta = modelio.load(self.path)
         self._detector: Any = None
 
-    def prepare(self, image: str | os.PathLike[str] | np.ndarray) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
+    def prepare(
+        self, image: str | os.PathLike[str] | np.ndarray
+    ) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
         """Decode + localise + crop + CLAHE + pad + resize, as at training time."""
         from boneage import hands
 
@@ -92,7 +94,9 @@ class Predictor:
         out = native.preprocess(img, found.box, pp.image_size, pp.clip_limit, tuple(pp.tile_grid))
         return out, found.localiser, found.box
 
-    def estimate(self, image: str | os.PathLike[str] | np.ndarray, male: int | bool | str) -> Estimate:
+    def estimate(
+        self, image: str | os.PathLike[str] | np.ndarray, male: int | bool | str
+    ) -> Estimate:
         from boneage.evaluation import predict_arrays
 
         sex = parse_sex(male)
@@ -171,12 +175,24 @@ def render(results: list[Estimate], fmt: str) -> str:
         w.writerow(["source", "sex", "months", "years", "sigma_months", "localiser"])
         for r in results:
             sigma = "" if r.sigma_months is None else f"{r.sigma_months:.2f}"
-            w.writerow([r.source, "M" if r.male else "F", f"{r.months:.2f}", f"{r.years:.2f}", sigma, r.localiser])
+            w.writerow(
+                [
+                    r.source,
+                    "M" if r.male else "F",
+                    f"{r.months:.2f}",
+                    f"{r.years:.2f}",
+                    sigma,
+                    r.localiser,
+                ]
+            )
         return buf.getvalue().rstrip("\n")
     lines = [f"{'image':<40} {'sex':>3} {'months':>8} {'years':>6}  localiser"]
     for r in results:
         pm = f" ± {r.sigma_months:.1f}" if r.sigma_months is not None else ""
-        lines.append(f"{Path(r.source).name[:40]:<40} {'M' if r.male else 'F':>3} {r.months:8.1f}{pm} {r.years:6.1f}  {r.localiser}")
+        lines.append(
+            f"{Path(r.source).name[:40]:<40} {'M' if r.male else 'F':>3} {r.months:8.1f}{pm} "
+            f"{r.years:6.1f}  {r.localiser}"
+        )
     return "\n".join(lines)
 
 

@@ -38,8 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--localiser", choices=LOCALISERS, default="auto",
                    help="auto: MediaPipe when plausible, else the native radiograph localiser, "
                         "else the whole image")  # fmt: skip
-    p.add_argument("--engine", choices=("native", "opencv"), default="native",
-                   help="opencv runs the same job through boneage.reference (cv2), for comparison")
+    p.add_argument(
+        "--engine",
+        choices=("native", "opencv"),
+        default="native",
+        help="opencv runs the same job through boneage.reference (cv2), for comparison",
+    )
     p.add_argument("--size", type=int, default=256, help="output side in pixels")
     p.add_argument("--clip-limit", type=float, default=2.0, help="CLAHE clip limit")
     p.add_argument("--tile-grid", type=int, nargs=2, default=(8, 8), metavar=("COLS", "ROWS"))
@@ -47,20 +51,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seeded stratified split instead of the CSVs' own, e.g. "
                         "train=0.8,val=0.1,test=0.1")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed for --split-by")
-    p.add_argument("--shards", type=int, default=0,
-                   help="shards per split (0: one per ~1000 images)")
+    p.add_argument(
+        "--shards", type=int, default=0, help="shards per split (0: one per ~1000 images)"
+    )
     p.add_argument("--gzip", action="store_true", help="GZIP-compress the shards")
-    p.add_argument("--workers", type=int, default=0,
-                   help="MediaPipe worker processes and native threads (0: all cores)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run in the same --out, skipping finished parts")
-    p.add_argument("--part-size", type=int, default=256,
-                   help="inputs per resumable part (memory holds one part's encoded files)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="MediaPipe worker processes and native threads (0: all cores)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in the same --out, skipping finished parts",
+    )
+    p.add_argument(
+        "--part-size",
+        type=int,
+        default=256,
+        help="inputs per resumable part (memory holds one part's encoded files)",
+    )
     p.add_argument("--keep-work", action="store_true", help="keep OUT/.work after finishing")
-    p.add_argument("--contact-sheet", type=int, default=60, metavar="N",
-                   help="thumbnails with crop boxes in OUT/contact_sheet.png (0: none)")
-    p.add_argument("--max-pixels", type=int, default=100_000_000,
-                   help="refuse images with more pixels than this")
+    p.add_argument(
+        "--contact-sheet",
+        type=int,
+        default=60,
+        metavar="N",
+        help="thumbnails with crop boxes in OUT/contact_sheet.png (0: none)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=100_000_000,
+        help="refuse images with more pixels than this",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 

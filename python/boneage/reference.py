@@ -32,7 +32,9 @@ def decode_gray(data: bytes) -> np.ndarray:
     return img
 
 
-def clahe(img: np.ndarray, clip_limit: float = 2.0, tile_grid: tuple[int, int] = (8, 8)) -> np.ndarray:
+def clahe(
+    img: np.ndarray, clip_limit: float = 2.0, tile_grid: tuple[int, int] = (8, 8)
+) -> np.ndarray:
     """OpenCV CLAHE; ``tile_grid`` is (columns, rows) like ``tileGridSize``."""
     return cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=tile_grid).apply(img)
 

@@ -132,9 +132,7 @@ def count_items(inputs: list[str | os.PathLike[str]]) -> int | None:
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            total += sum(
-                1 for _, _, files in os.walk(path) for f in files if not f.startswith(".")
-            )
+            total += sum(1 for _, _, files in os.walk(path) for f in files if not f.startswith("."))
         elif path.is_file() and path.name.lower().endswith(".zip"):
             with zipfile.ZipFile(path) as zf:
                 total += sum(

@@ -32,13 +32,18 @@ def build_parser() -> argparse.ArgumentParser:
         "$BONEAGE_DATA or ./data, else runs a short demo on synthetic phantoms.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", help="architecture, see boneage.models.available() "
-                   "(default densenet121; small_cnn for the synthetic demo)")
+    p.add_argument(
+        "--model",
+        help="architecture, see boneage.models.available() "
+        "(default densenet121; small_cnn for the synthetic demo)",
+    )
     p.add_argument("--data", help="directory of shards written by boneage.preprocess")
     p.add_argument("--out", help="run directory (default: runs/<time>-<model>)")
     p.add_argument("--image-size", type=int, help="input side (default 256; 64 for the demo)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, help=f"maximum epochs (default 60; {DEMO_EPOCHS} for the demo)")
+    p.add_argument(
+        "--epochs", type=int, help=f"maximum epochs (default 60; {DEMO_EPOCHS} for the demo)"
+    )
     p.add_argument("--lr", type=float, default=5e-3, help="AdamW peak learning rate")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
     p.add_argument("--huber-delta", type=float, default=15.0, help="Huber loss delta (months)")
@@ -47,18 +52,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mixed-precision", choices=("auto", "on", "off", "bf16"), default="auto",
                    help="auto: float16 mixed precision on GPUs only")  # fmt: skip
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                   help="rotations, shifts, zoom, brightness/contrast on training batches")
-    p.add_argument("--uncertainty", action="store_true",
-                   help="also predict a variance (Gaussian NLL loss) so predictions carry a ±")
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rotations, shifts, zoom, brightness/contrast on training batches",
+    )
+    p.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="also predict a variance (Gaussian NLL loss) so predictions carry a ±",
+    )
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
     p.add_argument("--test-split", default="test", help="evaluated at the end if present")
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set")
-    p.add_argument("--distribute", choices=("auto", "off"), default="auto",
-                   help="data parallel over all GPUs (MirroredStrategy / keras.distribution)")
-    p.add_argument("--max-minutes", type=float, help="stop after the epoch that crosses this budget")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    p.add_argument(
+        "--distribute",
+        choices=("auto", "off"),
+        default="auto",
+        help="data parallel over all GPUs (MirroredStrategy / keras.distribution)",
+    )
+    p.add_argument(
+        "--max-minutes", type=float, help="stop after the epoch that crosses this budget"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last epoch"
+    )
     p.add_argument("--clip-limit", type=float, default=2.0, help="recorded preprocessing setting")
     p.add_argument("--tile-grid", type=int, nargs=2, default=(8, 8), metavar=("COLS", "ROWS"))
     p.add_argument("--localiser", default="auto", help="recorded preprocessing setting")
@@ -81,7 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         data = find_dataset()
         demo = data is None
-    out = Path(args.out) if args.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.model or 'run'}"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.model or 'run'}"
+    )
     model = args.model or ("small_cnn" if demo else "densenet121")
     cfg = TrainConfig(
         model=model,
@@ -126,7 +150,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the best checkpoint is in {out}; --resume continues", file=sys.stderr)
+        print(
+            f"\ninterrupted: the best checkpoint is in {out}; --resume continues", file=sys.stderr
+        )
         return 130
     print(json.dumps(metrics, indent=2))
     print(f"run directory: {out}")
@@ -134,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
-    return f"MAE {metrics['mae']:.2f} months (predict-the-mean baseline {metrics['baseline_mae']:.2f})"
+    return (
+        f"MAE {metrics['mae']:.2f} months (predict-the-mean baseline {metrics['baseline_mae']:.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,10 @@ def _policy(mode: str) -> str:
     from boneage.distribution import devices
 
     gpu = any("gpu" in d.lower() or "cuda" in d.lower() for d in devices())
-    return "mixed_float16" if gpu and keras.backend.backend() != "jax" else (
-        "mixed_bfloat16" if gpu else "float32"
+    return (
+        "mixed_float16"
+        if gpu and keras.backend.backend() != "jax"
+        else ("mixed_bfloat16" if gpu else "float32")
     )
 
 
@@ -148,7 +150,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     meta = modelio.ModelMeta(
-        preprocessing=modelio.Preprocessing(cfg.image_size, cfg.clip_limit, cfg.tile_grid, cfg.localiser),
+        preprocessing=modelio.Preprocessing(
+            cfg.image_size, cfg.clip_limit, cfg.tile_grid, cfg.localiser
+        ),
         model_name=cfg.model,
         uncertainty=cfg.uncertainty,
         extra={"trained_on": cfg.data, "demo": cfg.demo},
@@ -255,12 +259,20 @@ def _plots(out: Path, cfg: TrainConfig, total_steps: int) -> None:
             report.plot_history(out / "history.csv", out)
         except (ValueError, KeyError):
             pass  # too little history to plot (e.g. interrupted in the first epoch)
-    sched = WarmupCosine(peak_lr=cfg.lr, total_steps=max(total_steps, 1), warmup_fraction=cfg.warmup)
+    sched = WarmupCosine(
+        peak_lr=cfg.lr, total_steps=max(total_steps, 1), warmup_fraction=cfg.warmup
+    )
     report.plot_schedule(sched, max(total_steps, 1), out / "lr_schedule.png")
 
 
 def finish(
-    out: Path, cfg: TrainConfig, model: Any, meta: Any, dist: dict[str, Any], policy: str, n_train: int
+    out: Path,
+    cfg: TrainConfig,
+    model: Any,
+    meta: Any,
+    dist: dict[str, Any],
+    policy: str,
+    n_train: int,
 ) -> dict[str, Any]:
     """Saves the final models and evaluates the best one on the test split."""
     from boneage import metrics as m
@@ -288,7 +300,10 @@ def finish(
         distribution=dist["strategy"],
         replicas=dist["replicas"],
     )
-    result = {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in result.items()}
+    result = {
+        k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+        for k, v in result.items()
+    }
     result["n"] = int(result["n"])
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     return result

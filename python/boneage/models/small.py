@@ -19,7 +19,9 @@ from boneage.models.heads import check_dropout, inputs, regression_output, sex_b
 
 def _stage(x: Any, filters: int, name: str) -> Any:
     for i in (1, 2):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(
+            x
+        )
         # momentum 0.9: the moving statistics settle within the few hundred steps of a demo.
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn{i}")(x)
         x = keras.layers.Activation("gelu", name=f"{name}_gelu{i}")(x)
@@ -38,7 +40,9 @@ def small_cnn(
 ) -> keras.Model:
     """Builds ``small_cnn``; ``stem`` and ``widths`` set the channels."""
     image, male = inputs(image_size)
-    x = keras.layers.Conv2D(int(stem), 3, strides=2, padding="same", use_bias=False, name="stem_conv")(image)
+    x = keras.layers.Conv2D(
+        int(stem), 3, strides=2, padding="same", use_bias=False, name="stem_conv"
+    )(image)
     x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
     x = keras.layers.Activation("gelu", name="stem_gelu")(x)
     for i, w in enumerate(widths, start=1):
