@@ -60,9 +60,9 @@ def sex_branch(
     units = tuple(int(u) for u in units)
     for i, n in enumerate(units, start=1):
         last = i == len(units)
-        x = keras.layers.Dense(
-            n, activation=None if last else activation, name=f"{name}_dense{i}"
-        )(x)
+        x = keras.layers.Dense(n, activation=None if last else activation, name=f"{name}_dense{i}")(
+            x
+        )
     return x
 
 

@@ -51,19 +51,19 @@ class ChannelAttention(keras.layers.Layer):
         self.hidden_kernel = self.add_weight(
             name="hidden_kernel", shape=(channels, hidden), initializer="glorot_uniform"
         )
+        self.hidden_bias = (
+            self.add_weight(name="hidden_bias", shape=(hidden,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
         self.output_kernel = self.add_weight(
             name="output_kernel", shape=(hidden, channels), initializer="glorot_uniform"
         )
-        if self.use_bias:
-            self.hidden_bias = self.add_weight(
-                name="hidden_bias", shape=(hidden,), initializer="zeros"
-            )
-            self.output_bias = self.add_weight(
-                name="output_bias", shape=(channels,), initializer="zeros"
-            )
-        else:
-            self.hidden_bias = None
-            self.output_bias = None
+        self.output_bias = (
+            self.add_weight(name="output_bias", shape=(channels,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
 
     def _mlp(self, v: Any) -> Any:
         h = ops.matmul(v, self.hidden_kernel)

@@ -78,9 +78,7 @@ def _bn(name: str) -> keras.layers.BatchNormalization:
     return keras.layers.BatchNormalization(epsilon=_BN_EPSILON, name=name)
 
 
-def _basic_block(
-    x: Any, filters: int, strides: int, cbam_reduction: int, name: str
-) -> Any:
+def _basic_block(x: Any, filters: int, strides: int, cbam_reduction: int, name: str) -> Any:
     """Conv3x3-BN-GELU-Conv3x3-BN-CBAM plus shortcut, then GELU."""
     if strides != 1 or x.shape[-1] != filters:
         shortcut = _conv(filters, 1, strides=strides, padding="valid", name=f"{name}_0_conv")(x)
@@ -135,7 +133,11 @@ def resnet34_cbam(
 
     for i, (filters, blocks) in enumerate(_STAGES_34):
         x = _stage(
-            x, filters, blocks, strides=1 if i == 0 else 2, cbam_reduction=cbam_reduction,
+            x,
+            filters,
+            blocks,
+            strides=1 if i == 0 else 2,
+            cbam_reduction=cbam_reduction,
             name=f"conv{i + 2}",
         )
 
