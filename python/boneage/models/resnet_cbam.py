@@ -14,7 +14,7 @@ Layout (names follow ``keras.applications.ResNet``)::
     Dense(1024)-GELU-Dropout(0.4)-Dense(512)-GELU-Dropout(0.4)-Dense(1)
 
 Parameter count against the paper's Table V (22,590,634 total, 17,024 non-trainable)
-----------------------------------------------------------------------------------
+------------------------------------------------------------------------------------
 The non-trainable count is matched exactly: 17,024 = 2 x 8,512 BN channels = the stem (64),
 two BNs per block (7,552) and the three projection shortcuts (128 + 256 + 512); the paper's
 network therefore has BN exactly where this one has it.
@@ -35,8 +35,9 @@ head Dense(1024) (520 inputs), Dense(512), Dense(1)          1,058,817
 
 Variants explored (totals): no convolution biases 22,517,189 (-0.32 %); no biases in CBAM
 either 22,513,161; raw 0/1 sex instead of the two-layer branch 22,518,365 (-0.32 %); three
-input channels +6,272; the activation in the head (none/ReLU/GELU) changes nothing. None of
-the plain variants reaches the paper's figure; the remainder, 64,933 = 63.4 x 1,024, is almost
+input channels +6,272; the activation in the head (none/ReLU/GELU) changes nothing. No
+combination of these (nor CBAM reduction 8 or 32, nor a CBAM after the stem) gives the
+paper's figure; the remainder, 64,933 = 63.4 x 1,024, is almost
 exactly what a 64-unit sex embedding feeding the Dense(1024) would add (``sex_units=(128,
 64)`` gives 22,591,389, 755 above the paper), so the paper's sex branch was probably wider
 than the Dense(16)-Dense(8) it describes for DenseNet. We keep the documented widths; pass
