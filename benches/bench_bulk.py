@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from benchkit import ratio, record
 from boneage.bulk import Options, run
-from conftest import ratio, record
 
 RSNA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsna"
 

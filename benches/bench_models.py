@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import boneage.models as bm
-from conftest import record
+from benchkit import record
 
 IMAGE_SIZE = 256
 BATCH = 16

@@ -13,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
+from benchkit import ratio, record
 from boneage import _native as native
 from boneage import reference as ref
-from conftest import ratio, record
 
 RSNA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsna"
 

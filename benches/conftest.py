@@ -1,4 +1,4 @@
-"""Benchmark plumbing: records each benchmark's median and prints the speed ratios at the end.
+"""Benchmark plumbing: prints the speed ratios recorded by :mod:`benchkit` at the end.
 
 Ratios are only meaningful between benchmarks of the same run on the same machine, which is
 what this prints. Set BONEAGE_BENCH_ASSERT=1 to turn the project's targets into failures.
@@ -7,27 +7,10 @@ what this prints. Set BONEAGE_BENCH_ASSERT=1 to turn the project's targets into 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-MEDIANS: dict[str, float] = {}
-# (name, numerator, denominator, target): numerator_median / denominator_median >= target.
-RATIOS: list[tuple[str, str, str, float]] = []
-
-
-def record(benchmark: pytest.FixtureRequest, key: str) -> float:
-    """Stores the median of a finished benchmark under ``key``."""
-    median = float(benchmark.stats.stats.median)
-    MEDIANS[key] = median
-    return median
-
-
-def ratio(name: str, slow: str, fast: str, target: float) -> None:
-    RATIOS.append((name, slow, fast, target))
+from benchkit import MEDIANS, RATIOS
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

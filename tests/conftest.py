@@ -1,34 +1,12 @@
-"""Shared fixtures: where the real RSNA radiographs live, and a skip when they are absent."""
+"""Shared fixtures for the test suite."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("BONEAGE_SHARED", REPO.parent / "shared"))
-RSNA = SHARED / "data" / "rsna"
-
-
-def rsna_dir(sub: str) -> Path:
-    """Returns ``../shared/data/rsna/<sub>``, skipping the test when it is not there."""
-    path = RSNA / sub
-    if not path.is_dir():
-        pytest.skip(f"real RSNA data not found at {path} (set BONEAGE_SHARED to its shared/ dir)")
-    return path
-
-
-def image_files(*subs: str) -> list[Path]:
-    files: list[Path] = []
-    for sub in subs:
-        base = RSNA / sub
-        if base.is_dir():
-            files += sorted(
-                p for p in base.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg"}
-            )
-    return files
+from shared_data import rsna_dir
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from boneage import reference as ref
 from boneage.labels import read_labels
 from boneage.preprocess import main
 from boneage.splits import parse_fractions, stratified_split
-from conftest import RSNA
+from shared_data import RSNA
 
 
 def hand_png(seed: int, h: int = 420, w: int = 330) -> bytes:

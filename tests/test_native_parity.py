@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from boneage import _native as native
 from boneage import reference as ref
-from conftest import image_files
+from shared_data import image_files
 
 # BONEAGE_HYPOTHESIS_EXAMPLES=1000 for a long soak; the default keeps the suite fast.
 SETTINGS = settings(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from boneage import _native as native
-from conftest import RSNA
+from shared_data import RSNA
 
 pytestmark = pytest.mark.slow
 
