@@ -307,7 +307,7 @@ fn preprocess<'py>(
     to_numpy(py, out)
 }
 
-type ItemError = (usize, String, String);
+pub type ItemError = (usize, String, String);
 
 /// Packs per-item results into one (N, size, size) array; failed slots stay zero.
 fn stack<'py>(
@@ -406,6 +406,17 @@ fn read_gray_files<'py>(
     let results = py
         .allow_threads(|| batch::with_threads(threads, || batch::read_files(&paths, limit)))
         .map_err(to_pyerr)?;
+    images_and_errors(py, results, |i| paths[i].display().to_string())
+}
+
+/// Per-item decode results as Python sees them: one array or None per item, plus the errors
+/// as (index, label, reason).
+#[allow(clippy::type_complexity)]
+pub fn images_and_errors<'py>(
+    py: Python<'py>,
+    results: Vec<crate::error::Result<Gray>>,
+    label: impl Fn(usize) -> String,
+) -> PyResult<(Vec<Option<Bound<'py, PyArray2<u8>>>>, Vec<ItemError>)> {
     let mut images = Vec::with_capacity(results.len());
     let mut errors = Vec::new();
     for (i, r) in results.into_iter().enumerate() {
@@ -413,7 +424,7 @@ fn read_gray_files<'py>(
             Ok(g) => images.push(Some(to_numpy(py, g)?)),
             Err(e) => {
                 images.push(None);
-                errors.push((i, paths[i].display().to_string(), e.to_string()));
+                errors.push((i, label(i), e.to_string()));
             }
         }
     }

@@ -11,9 +11,7 @@ use crate::decode::DEFAULT_MAX_PIXELS;
 use crate::localise;
 use crate::pipeline::{self, ItemInfo, Localiser};
 use crate::preprocess::Params;
-use crate::py_image::{pixels, to_numpy, to_pyerr};
-
-type ItemError = (usize, String, String);
+use crate::py_image::{pixels, to_pyerr, ItemError};
 
 fn margin_arg(margin: f64) -> PyResult<f64> {
     if !(0.0..=1.0).contains(&margin) {
@@ -158,18 +156,7 @@ fn decode_many<'py>(
     let results = py
         .allow_threads(|| batch::with_threads(threads, || pipeline::decode_many(&slices, limit)))
         .map_err(to_pyerr)?;
-    let mut images = Vec::with_capacity(results.len());
-    let mut errors = Vec::new();
-    for (i, r) in results.into_iter().enumerate() {
-        match r {
-            Ok(g) => images.push(Some(to_numpy(py, g)?)),
-            Err(e) => {
-                images.push(None);
-                errors.push((i, format!("item {i}"), e.to_string()));
-            }
-        }
-    }
-    Ok((images, errors))
+    crate::py_image::images_and_errors(py, results, |i| format!("item {i}"))
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
