@@ -37,13 +37,16 @@ fn localisation_dict<'py>(
     d.set_item("area_fraction", loc.area_fraction)?;
     d.set_item("inverted", loc.inverted)?;
     d.set_item("threshold", loc.threshold)?;
+    d.set_item("depth", loc.depth)?;
     Ok(d)
 }
 
-/// Finds the hand in a radiograph: threshold + largest plausible component + margin.
+/// Finds the hand in a radiograph: threshold, film edges peeled, best component (searched
+/// again inside cassettes and collimated fields), fingertips grown back, margin added.
 ///
 /// Returns a dict with `box` (x0, y0, x1, y1; end-exclusive, margin included), `plausible`
-/// (use the box only when true), `area_fraction`, `inverted` and `threshold`.
+/// (use the box only when true), `area_fraction`, `inverted`, `threshold` and `depth` (how
+/// many containers the hand was found inside).
 #[pyfunction]
 #[pyo3(signature = (img, margin=0.05))]
 fn localise_hand<'py>(

@@ -105,7 +105,8 @@ def localise_hand(img: Image, margin: float = 0.05) -> dict[str, Any]:
     """The radiograph hand localiser (no OpenCV equivalent).
 
     Returns ``box`` (x0, y0, x1, y1; end-exclusive, margin included), ``plausible`` (use the
-    box only when true), ``area_fraction``, ``inverted`` and ``threshold``.
+    box only when true), ``area_fraction``, ``inverted``, ``threshold`` and ``depth`` (how many
+    containers, such as a lit cassette or a collimated field, the hand was found inside).
     """
 
 def process_encoded(
