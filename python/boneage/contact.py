@@ -13,6 +13,7 @@ Box = tuple[int, int, int, int]
 
 COLOURS = {
     "mediapipe": (60, 200, 60),
+    "mediapipe+native": (200, 200, 40),
     "native": (40, 160, 255),
     "none": (60, 60, 230),
 }
@@ -29,7 +30,8 @@ def contact_sheet(
 ) -> Path:
     """Writes a PNG grid: each source image shrunk to ``thumb`` px with its box drawn.
 
-    Box colours: green MediaPipe, orange native localiser, red whole image (no hand found).
+    Box colours: green MediaPipe, teal MediaPipe + native union, orange native localiser,
+    red whole image (no hand found).
     """
     n = len(images)
     cols = max(1, min(columns, n))

@@ -4,8 +4,11 @@ radiograph localiser.
 MediaPipe was trained on photographs; on radiographs it finds the hand in only part of the
 images, and occasionally "finds" one in a label or a ruler. So its box is used only when it
 is plausible: enough landmarks spread over a sensible part of the image and, in ``auto`` mode,
-agreeing with the native localiser's box. Otherwise the native box is used, and when neither
-is sure the whole image is kept (nothing of the hand is ever cut away by a bad guess).
+agreeing with the native localiser's box. Landmarks sit at joint centres, so a wide-spread
+thumb or little finger can reach past MediaPipe's box; when both localisers agree, ``auto``
+takes the union of the two boxes (``mediapipe+native``), so neither one's miss cuts the hand.
+Otherwise the native box is used, and when neither is sure the whole image is kept (nothing
+of the hand is ever cut away by a bad guess).
 
 The box follows the paper: the landmarks' extent widened by a margin of 5 % of the image
 height, and everything below the top of the hand kept (the wrist and the distal radius and
@@ -59,6 +62,11 @@ def box_from_landmarks(xs: np.ndarray, ys: np.ndarray, width: int, height: int) 
 def area_fraction(box: Box, width: int, height: int) -> float:
     x0, y0, x1, y1 = box
     return (x1 - x0) * (y1 - y0) / float(width * height)
+
+
+def union(a: Box, b: Box) -> Box:
+    """The smallest box holding both."""
+    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
 def iou(a: Box, b: Box) -> float:
@@ -130,7 +138,11 @@ def choose(
             ok = plausible_mediapipe(box, score, w, h)
             if ok and nat is not None and nat["plausible"]:
                 # MediaPipe's box must agree with where the radiograph's hand is.
-                ok = iou(box, tuple(nat["box"])) >= 0.3
+                nb = tuple(int(v) for v in nat["box"])
+                if iou(box, nb) < 0.3:
+                    ok = False
+                else:
+                    return Found(union(box, nb), "mediapipe+native")  # type: ignore[arg-type]
             if ok:
                 return Found(box, "mediapipe")
     if nat is not None and nat["plausible"]:
