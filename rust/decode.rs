@@ -10,6 +10,8 @@
 //! - JPEG: libjpeg(-turbo compatible, via mozjpeg) decoding straight to its luminance plane,
 //!   the same islow IDCT OpenCV's libjpeg-turbo uses.
 //!
+//! - EXIF orientation (JPEG APP1, PNG eXIf) turns the image upright, as OpenCV does.
+//!
 //! Sizes are checked from the header before any pixel buffer is allocated, against a caller-
 //! supplied pixel limit, so a tiny file claiming 60000x60000 pixels is refused at once.
 
@@ -17,6 +19,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::image::Gray;
+use crate::orientation;
 
 /// Default ceiling on decoded pixels (decompression-bomb guard).
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
@@ -62,10 +65,17 @@ fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<()> {
 }
 
 /// Decodes PNG or JPEG bytes to 8-bit grey.
+/// EXIF orientation is applied, as OpenCV applies it (see [`crate::orientation`]).
 pub fn decode_gray(data: &[u8], max_pixels: u64) -> Result<Gray> {
     match sniff(data) {
-        Some(Format::Png) => decode_png(data, max_pixels),
-        Some(Format::Jpeg) => decode_jpeg(data, max_pixels),
+        Some(Format::Png) => Ok(orientation::apply(
+            decode_png(data, max_pixels)?,
+            orientation::from_png(data).unwrap_or(1),
+        )),
+        Some(Format::Jpeg) => Ok(orientation::apply(
+            decode_jpeg(data, max_pixels)?,
+            orientation::from_jpeg(data).unwrap_or(1),
+        )),
         None => Err(Error::decode(
             "<bytes>",
             "not a PNG or JPEG image (unrecognised signature)",

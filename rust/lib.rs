@@ -8,6 +8,7 @@ pub mod decode;
 pub mod error;
 pub mod image;
 pub mod localise;
+pub mod orientation;
 pub mod pipeline;
 pub mod preprocess;
 pub mod resize;
