@@ -111,6 +111,11 @@ def test_eval_dataset_structure_and_values(shards):
     assert spec[1].shape.as_list() == [None] and spec[1].dtype == tf.float32
     got = batches(ds)
     assert [len(b[2]) for b in got] == [16, 16, 16, 2]  # no repeat, keeps the remainder
+    # A known length, so Keras need not run off the end to learn it (and warn each epoch).
+    assert int(ds.cardinality()) == len(got)
+    dropped = make_dataset(d, "train", batch_size=16, image_size=SIZE, training=False,
+                           drop_remainder=True)  # fmt: skip
+    assert int(dropped.cardinality()) == len(batches(dropped)) == 3
     seen = set()
     for image, male, age in got:
         assert image.min() >= 0.0 and image.max() <= 1.0

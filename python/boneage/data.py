@@ -365,12 +365,17 @@ def make_dataset(
     )
     if cache:
         ds = ds.cache("" if cache is True else str(cache))
+    n = _native.count_records(files)
     if shuffle:
-        n = _native.count_records(files)
         ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(int(batch_size), drop_remainder=drop_remainder, num_parallel_calls=autotune)
+    if not repeat:
+        # TFRecord datasets have unknown length; Keras then learns it only by running off the
+        # end of the validation set, warning "Your input ran out of data" every epoch.
+        batches = n // batch_size if drop_remainder else -(-n // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
 
     rng = np.random.default_rng(seed)
 
