@@ -1065,6 +1065,63 @@ fn problems_list(reader: &MultiReader) -> Vec<(String, u64, String)> {
         .collect()
 }
 
+/// The methods both reader classes share (PyO3 cannot inherit methods, so one macro writes
+/// the `#[pymethods]` block of each around its own `__next__`).
+macro_rules! reader_methods {
+    ($ty:ident, { $($next:tt)* }) => {
+        #[pymethods]
+        impl $ty {
+            fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+                slf
+            }
+
+            $($next)*
+
+            /// Number of corrupt stretches (or, for examples, non-Example records) skipped so
+            /// far (skip_corrupt=True).
+            #[getter]
+            fn skipped(&self) -> usize {
+                self.inner.problems().len()
+            }
+
+            /// (path, offset, message) of each skipped stretch.
+            #[getter]
+            fn problems(&self) -> Vec<(String, u64, String)> {
+                problems_list(&self.inner)
+            }
+
+            #[getter]
+            fn paths(&self) -> Vec<String> {
+                self.inner
+                    .paths()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect()
+            }
+
+            /// Closes the file in hand; the iterator then ends.
+            fn close(&mut self) {
+                self.inner.close();
+                self.ready.clear();
+            }
+
+            fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+                slf
+            }
+
+            fn __exit__(
+                &mut self,
+                _exc_type: &Bound<'_, PyAny>,
+                _exc: &Bound<'_, PyAny>,
+                _tb: &Bound<'_, PyAny>,
+            ) -> bool {
+                self.close();
+                false
+            }
+        }
+    };
+}
+
 /// Iterator over the raw records (bytes) of TFRecord files; see `read_records`.
 #[pyclass(module = "boneage._native")]
 pub struct RecordReader {
@@ -1072,12 +1129,7 @@ pub struct RecordReader {
     ready: VecDeque<FileRecord>,
 }
 
-#[pymethods]
-impl RecordReader {
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
+reader_methods!(RecordReader, {
     fn __next__<'py>(
         mut slf: PyRefMut<'_, Self>,
         py: Python<'py>,
@@ -1095,48 +1147,7 @@ impl RecordReader {
             .pop_front()
             .map(|(_, r)| PyBytes::new(py, &r.data)))
     }
-
-    /// Number of corrupt stretches skipped so far (skip_corrupt=True).
-    #[getter]
-    fn skipped(&self) -> usize {
-        self.inner.problems().len()
-    }
-
-    /// (path, offset, message) of each skipped stretch.
-    #[getter]
-    fn problems(&self) -> Vec<(String, u64, String)> {
-        problems_list(&self.inner)
-    }
-
-    #[getter]
-    fn paths(&self) -> Vec<String> {
-        self.inner
-            .paths()
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect()
-    }
-
-    /// Closes the file in hand; the iterator then ends.
-    fn close(&mut self) {
-        self.inner.close();
-        self.ready.clear();
-    }
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __exit__(
-        &mut self,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        self.close();
-        false
-    }
-}
+});
 
 /// Iterator over the examples (dicts) of TFRecord files; see `read_examples`.
 #[pyclass(module = "boneage._native")]
@@ -1145,12 +1156,7 @@ pub struct ExampleReader {
     ready: VecDeque<FileExample>,
 }
 
-#[pymethods]
-impl ExampleReader {
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
+reader_methods!(ExampleReader, {
     fn __next__<'py>(
         mut slf: PyRefMut<'_, Self>,
         py: Python<'py>,
@@ -1168,48 +1174,7 @@ impl ExampleReader {
             None => Ok(None),
         }
     }
-
-    /// Number of corrupt stretches (or non-Example records) skipped so far.
-    #[getter]
-    fn skipped(&self) -> usize {
-        self.inner.problems().len()
-    }
-
-    /// (path, offset, message) of each skipped stretch.
-    #[getter]
-    fn problems(&self) -> Vec<(String, u64, String)> {
-        problems_list(&self.inner)
-    }
-
-    #[getter]
-    fn paths(&self) -> Vec<String> {
-        self.inner
-            .paths()
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect()
-    }
-
-    /// Closes the file in hand; the iterator then ends.
-    fn close(&mut self) {
-        self.inner.close();
-        self.ready.clear();
-    }
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __exit__(
-        &mut self,
-        _exc_type: &Bound<'_, PyAny>,
-        _exc: &Bound<'_, PyAny>,
-        _tb: &Bound<'_, PyAny>,
-    ) -> bool {
-        self.close();
-        false
-    }
-}
+});
 
 /// Iterates over the raw records of one or more TFRecord files (plain or GZIP).
 #[pyfunction]
