@@ -14,7 +14,8 @@ use crate::clahe::ClaheLuts;
 use crate::error::{Error, Result};
 use crate::image::{Gray, GrayView};
 use crate::resize::{
-    self, area_fast_value, area_hpass, area_taps, area_vpass, tap_ranges, AreaTap, Interp,
+    self, add_block_sums, area_hpass, area_taps, area_vpass, finish_area_fast_row, tap_ranges,
+    AreaTap, Interp,
 };
 
 /// Parameters of the pipeline (the paper's defaults: 256 px, clip 2.0, 8x8 tiles).
@@ -136,16 +137,9 @@ fn fused_area_fast(
                 }
                 let y = py - yp;
                 luts.apply_row(view.row(y), y, &mut padded[xp..xp + w]);
-                for (dx, s) in sums.iter_mut().enumerate() {
-                    *s += padded[dx * k..(dx + 1) * k]
-                        .iter()
-                        .map(|&v| v as u32)
-                        .sum::<u32>();
-                }
+                add_block_sums(sums, padded, k);
             }
-            for (dx, d) in drow.iter_mut().enumerate() {
-                *d = area_fast_value(sums[dx], k, k, scale);
-            }
+            finish_area_fast_row(drow, sums, k, k, scale);
         },
     );
     out

@@ -116,19 +116,35 @@ fn area_fast_resize(src: &GrayView<'_>, width: usize, height: usize, kx: usize, 
         .for_each(|(dy, drow)| {
             let mut sums = vec![0u32; width];
             for sy in dy * ky..(dy + 1) * ky {
-                let row = src.row(sy);
-                for (dx, s) in sums.iter_mut().enumerate() {
-                    *s += row[dx * kx..(dx + 1) * kx]
-                        .iter()
-                        .map(|&v| v as u32)
-                        .sum::<u32>();
-                }
+                add_block_sums(&mut sums, src.row(sy), kx);
             }
-            for (dx, d) in drow.iter_mut().enumerate() {
-                *d = area_fast_value(sums[dx], kx, ky, scale);
-            }
+            finish_area_fast_row(drow, &sums, kx, ky, scale);
         });
     out
+}
+
+/// Adds each `k`-pixel block of `row` to its slot in `sums` (the integer-factor area inner
+/// loop, shared with the fused CLAHE + resize path).
+pub(crate) fn add_block_sums(sums: &mut [u32], row: &[u8], k: usize) {
+    for (dx, s) in sums.iter_mut().enumerate() {
+        *s += row[dx * k..(dx + 1) * k]
+            .iter()
+            .map(|&v| v as u32)
+            .sum::<u32>();
+    }
+}
+
+/// Turns one output row's block sums into pixels, rounding as OpenCV does.
+pub(crate) fn finish_area_fast_row(
+    drow: &mut [u8],
+    sums: &[u32],
+    kx: usize,
+    ky: usize,
+    scale: f32,
+) {
+    for (d, &s) in drow.iter_mut().zip(sums) {
+        *d = area_fast_value(s, kx, ky, scale);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
