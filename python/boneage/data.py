@@ -288,6 +288,48 @@ def augment_images(images: np.ndarray, cfg: Augment, rng: np.random.Generator) -
     return _native.augment_images(images, affine, contrast, brightness)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """The pipeline choices whose defaults follow ``training``, resolved once for both paths."""
+
+    augment: Augment | None
+    shuffle: bool
+    repeat: bool
+    drop_remainder: bool
+
+
+def _resolve_options(
+    split: str,
+    batch_size: int,
+    image_size: int,
+    training: bool | None,
+    augment: bool | Augment | dict[str, Any] | None,
+    *,
+    shuffle: bool | None,
+    repeat: bool | None = None,
+    drop_remainder: bool | None,
+) -> _Options:
+    """Checks the sizes and fills in the ``training`` defaults of :func:`make_dataset`.
+
+    Shared with :class:`boneage.pydataset.ShardDataset` so that the ``tf.data`` and the
+    TensorFlow-free paths accept the same arguments, reject them with the same messages and
+    resolve the same defaults (``training`` is ``split == "train"`` when not given).
+    ``ShardDataset`` has no ``repeat``: it leaves it ``None`` and ignores the result.
+    """
+    if training is None:
+        training = split == "train"
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(image_size, bool) or int(image_size) != image_size or image_size < 1:
+        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+    return _Options(
+        augment=Augment.coerce(training if augment is None else augment),
+        shuffle=training if shuffle is None else shuffle,
+        repeat=training if repeat is None else repeat,
+        drop_remainder=training if drop_remainder is None else drop_remainder,
+    )
+
+
 def make_dataset(
     pattern_or_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     split: str,
@@ -337,16 +379,18 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    if training is None:
-        training = split == "train"
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(image_size, bool) or int(image_size) != image_size or image_size < 1:
-        raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
-    aug = Augment.coerce(training if augment is None else augment)
-    shuffle = training if shuffle is None else shuffle
-    repeat = training if repeat is None else repeat
-    drop_remainder = training if drop_remainder is None else drop_remainder
+    opts = _resolve_options(
+        split,
+        batch_size,
+        image_size,
+        training,
+        augment,
+        shuffle=shuffle,
+        repeat=repeat,
+        drop_remainder=drop_remainder,
+    )
+    aug, shuffle, repeat = opts.augment, opts.shuffle, opts.repeat
+    drop_remainder = opts.drop_remainder
     autotune = tf.data.AUTOTUNE
 
     files = find_shards(pattern_or_dir, split)
@@ -374,7 +418,8 @@ def make_dataset(
     if not repeat:
         # TFRecord datasets have unknown length; Keras then learns it only by running off the
         # end of the validation set, warning "Your input ran out of data" every epoch.
-        batches = n // batch_size if drop_remainder else -(-n // batch_size)
+        bs = int(batch_size)
+        batches = n // bs if drop_remainder else -(-n // bs)
         ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
 
     rng = np.random.default_rng(seed)

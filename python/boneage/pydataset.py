@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from boneage import _native
-from boneage.data import Augment, augment_images, find_shards
+from boneage.data import Augment, _resolve_options, augment_images, find_shards
 
 __all__ = ["ShardDataset", "area_resize", "augment_batch", "load_examples"]
 
@@ -114,18 +114,21 @@ class ShardDataset(keras.utils.PyDataset):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if training is None:
-            training = split == "train"
-        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if isinstance(image_size, bool) or int(image_size) != image_size or image_size < 1:
-            raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
+        opts = _resolve_options(
+            split,
+            batch_size,
+            image_size,
+            training,
+            augment,
+            shuffle=shuffle,
+            drop_remainder=drop_remainder,
+        )
         self.batch_size = int(batch_size)
         self.image_size = int(image_size)
         self.labels = labels
-        self.augment = Augment.coerce(training if augment is None else augment)
-        self.shuffle = training if shuffle is None else shuffle
-        self.drop_remainder = training if drop_remainder is None else drop_remainder
+        self.augment = opts.augment
+        self.shuffle = opts.shuffle
+        self.drop_remainder = opts.drop_remainder
         self.files = find_shards(pattern_or_dir, split)
         self.images, self.male, self.age, self.ids = load_examples(
             self.files, self.image_size, labels=labels, skip_corrupt=skip_corrupt
