@@ -31,26 +31,12 @@ import keras
 from boneage.models import register
 from boneage.models.heads import check_dropout, inputs, regression_output, sex_branch
 from boneage.models.layers import cbam as cbam_block
+from boneage.models.layers import conv2d
 
 __all__ = ["densenet121", "densenet121_cbam"]
 
 _BN_EPSILON = 1.001e-5
 _BLOCKS_121 = (6, 12, 24, 16)
-
-
-def _conv(
-    filters: int, kernel_size: int, l2: float, name: str, padding: str = "valid", strides: int = 1
-) -> keras.layers.Conv2D:
-    return keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding=padding,
-        use_bias=True,
-        kernel_initializer="he_normal",
-        kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
-        name=name,
-    )
 
 
 def _bn_act(x: Any, name: str) -> Any:
@@ -61,9 +47,9 @@ def _bn_act(x: Any, name: str) -> Any:
 def _conv_block(x: Any, growth_rate: int, l2: float, name: str) -> Any:
     """One dense layer: BN-GELU-Conv1x1(4k)-BN-GELU-Conv3x3(k), concatenated to the input."""
     y = _bn_act(x, f"{name}_0")
-    y = _conv(4 * growth_rate, 1, l2, name=f"{name}_1_conv")(y)
+    y = conv2d(4 * growth_rate, 1, l2=l2, name=f"{name}_1_conv")(y)
     y = _bn_act(y, f"{name}_1")
-    y = _conv(growth_rate, 3, l2, padding="same", name=f"{name}_2_conv")(y)
+    y = conv2d(growth_rate, 3, l2=l2, padding="same", name=f"{name}_2_conv")(y)
     return keras.layers.Concatenate(axis=-1, name=f"{name}_concat")([x, y])
 
 
@@ -77,7 +63,7 @@ def _transition_block(x: Any, reduction: float, l2: float, name: str) -> Any:
     """BN-GELU-Conv1x1(reduction * C)-AvgPool2x2/2."""
     channels = int(x.shape[-1] * reduction)
     x = _bn_act(x, name)
-    x = _conv(channels, 1, l2, name=f"{name}_conv")(x)
+    x = conv2d(channels, 1, l2=l2, name=f"{name}_conv")(x)
     return keras.layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
@@ -102,7 +88,7 @@ def _densenet(
     image, male = inputs(image_size)
 
     x = keras.layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="zero_padding1")(image)
-    x = _conv(64, 7, conv_l2, strides=2, name="conv1_conv")(x)
+    x = conv2d(64, 7, l2=conv_l2, strides=2, name="conv1_conv")(x)
     x = _bn_act(x, "conv1")
     x = keras.layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="zero_padding2")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1")(x)

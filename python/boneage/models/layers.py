@@ -1,4 +1,4 @@
-"""Custom Keras layers: the two halves of CBAM (Woo et al., 2018).
+"""Custom Keras layers: the two halves of CBAM (Woo et al., 2018), and a convolution builder.
 
 Both layers are written with ``keras.ops`` only, so they run on every Keras 3 backend, and are
 registered with :func:`keras.saving.register_keras_serializable` under the ``boneage`` package:
@@ -10,7 +10,8 @@ CBAM refines a feature map ``F`` (``channels_last``) in two steps::
     F'  = M_c(F)  * F       channel attention, M_c: (B, 1, 1, C)
     F'' = M_s(F') * F'      spatial attention, M_s: (B, H, W, 1)
 
-:func:`cbam` applies the two layers in that order.
+:func:`cbam` applies the two layers in that order. :func:`conv2d` builds the plain Keras
+``Conv2D`` that the DenseNet and ResNet backbones share (nothing custom to register).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import keras
 from keras import ops
 
-__all__ = ["ChannelAttention", "SpatialAttention", "cbam"]
+__all__ = ["ChannelAttention", "SpatialAttention", "cbam", "conv2d"]
 
 
 @keras.saving.register_keras_serializable(package="boneage")
@@ -147,3 +148,31 @@ def cbam(
     """Apply CBAM (channel, then spatial attention) to ``x``; layers named ``{name}_ca/_sa``."""
     x = ChannelAttention(reduction=reduction, use_bias=use_bias, name=f"{name}_ca")(x)
     return SpatialAttention(kernel_size=kernel_size, use_bias=use_bias, name=f"{name}_sa")(x)
+
+
+def conv2d(
+    filters: int,
+    kernel_size: int,
+    name: str,
+    *,
+    strides: int = 1,
+    padding: str = "valid",
+    l2: float = 0.0,
+) -> keras.layers.Conv2D:
+    """The convolution of the DenseNet and ResNet backbones: biased, He-normal initialised.
+
+    One builder so that both backbones keep the bias on every convolution that their paper
+    parameter counts rely on (see their module docs). ``l2`` puts an L2 penalty on the kernel
+    (DenseNet's ``conv_l2``); 0 adds no regulariser at all, as ResNet has none.
+    ``padding`` defaults to Keras's ``"valid"``.
+    """
+    return keras.layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=True,
+        kernel_initializer="he_normal",
+        kernel_regularizer=keras.regularizers.L2(l2) if l2 else None,
+        name=name,
+    )

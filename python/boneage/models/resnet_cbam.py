@@ -53,26 +53,12 @@ import keras
 
 from boneage.models import register
 from boneage.models.heads import check_dropout, inputs, regression_output, sex_branch
-from boneage.models.layers import cbam
+from boneage.models.layers import cbam, conv2d
 
 __all__ = ["resnet34_cbam"]
 
 _BN_EPSILON = 1.001e-5
 _STAGES_34 = ((64, 3), (128, 4), (256, 6), (512, 3))
-
-
-def _conv(
-    filters: int, kernel_size: int, name: str, strides: int = 1, padding: str = "same"
-) -> keras.layers.Conv2D:
-    return keras.layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding=padding,
-        use_bias=True,
-        kernel_initializer="he_normal",
-        name=name,
-    )
 
 
 def _bn(name: str) -> keras.layers.BatchNormalization:
@@ -82,15 +68,15 @@ def _bn(name: str) -> keras.layers.BatchNormalization:
 def _basic_block(x: Any, filters: int, strides: int, cbam_reduction: int, name: str) -> Any:
     """Conv3x3-BN-GELU-Conv3x3-BN-CBAM plus shortcut, then GELU."""
     if strides != 1 or x.shape[-1] != filters:
-        shortcut = _conv(filters, 1, strides=strides, padding="valid", name=f"{name}_0_conv")(x)
+        shortcut = conv2d(filters, 1, strides=strides, name=f"{name}_0_conv")(x)
         shortcut = _bn(f"{name}_0_bn")(shortcut)
     else:
         shortcut = x
 
-    y = _conv(filters, 3, strides=strides, name=f"{name}_1_conv")(x)
+    y = conv2d(filters, 3, strides=strides, padding="same", name=f"{name}_1_conv")(x)
     y = _bn(f"{name}_1_bn")(y)
     y = keras.layers.Activation("gelu", name=f"{name}_1_gelu")(y)
-    y = _conv(filters, 3, name=f"{name}_2_conv")(y)
+    y = conv2d(filters, 3, padding="same", name=f"{name}_2_conv")(y)
     y = _bn(f"{name}_2_bn")(y)
     y = cbam(y, reduction=cbam_reduction, name=f"{name}_cbam")
 
@@ -126,7 +112,7 @@ def resnet34_cbam(
     image, male = inputs(image_size)
 
     x = keras.layers.ZeroPadding2D(padding=((3, 3), (3, 3)), name="conv1_pad")(image)
-    x = _conv(64, 7, strides=2, padding="valid", name="conv1_conv")(x)
+    x = conv2d(64, 7, strides=2, name="conv1_conv")(x)
     x = _bn("conv1_bn")(x)
     x = keras.layers.Activation("gelu", name="conv1_gelu")(x)
     x = keras.layers.ZeroPadding2D(padding=((1, 1), (1, 1)), name="pool1_pad")(x)
