@@ -114,8 +114,49 @@ def cases():
 # Writing
 
 
-def test_write_tensorflow_python(benchmark, cases, tmp_path):
+Cases = tuple[np.ndarray, list[str], np.ndarray, np.ndarray]  # images, ids, males, ages
+
+
+def write_tensorflow(path: str, cases: Cases) -> None:
+    """The baseline: Python builds a tf.train.Example per case for tf.io.TFRecordWriter.
+
+    One function for every benchmark that times it, so the plain and the interleaved
+    comparisons hold the native writer to exactly the same code.
+    """
     imgs, ids, males, ages = cases
+    with tf.io.TFRecordWriter(path) as w:
+        for img, i, m, a in zip(imgs, ids, males, ages, strict=True):
+            ex = tf.train.Example(
+                features=tf.train.Features(
+                    feature={
+                        "image": tf.train.Feature(
+                            bytes_list=tf.train.BytesList(value=[img.tobytes()])
+                        ),
+                        "height": tf.train.Feature(
+                            int64_list=tf.train.Int64List(value=[img.shape[0]])
+                        ),
+                        "width": tf.train.Feature(
+                            int64_list=tf.train.Int64List(value=[img.shape[1]])
+                        ),
+                        "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[i.encode()])),
+                        "male": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(m)])),
+                        "age": tf.train.Feature(float_list=tf.train.FloatList(value=[a])),
+                    }
+                )
+            )
+            w.write(ex.SerializeToString())
+
+
+def write_native(d: os.PathLike[str], cases: Cases, *, fsync: bool) -> None:
+    """ShardWriter.write per case into 4 shards, including close(): the native side of the
+    per-case comparisons, shared so that they all time the same calls."""
+    imgs, ids, males, ages = cases
+    with native.ShardWriter(d, "train", 4, fsync=fsync) as w:
+        for img, i, m, a in zip(imgs, ids, males, ages, strict=True):
+            w.write(img, i, male=int(m), age=a)
+
+
+def test_write_tensorflow_python(benchmark, cases, tmp_path):
     path = str(tmp_path / "tf.tfrecord")
 
     def setup():  # untimed: every round writes a new file, as the native rounds do
@@ -123,29 +164,7 @@ def test_write_tensorflow_python(benchmark, cases, tmp_path):
             os.remove(path)
 
     def run():
-        with tf.io.TFRecordWriter(path) as w:
-            for img, i, m, a in zip(imgs, ids, males, ages, strict=True):
-                ex = tf.train.Example(
-                    features=tf.train.Features(
-                        feature={
-                            "image": tf.train.Feature(
-                                bytes_list=tf.train.BytesList(value=[img.tobytes()])
-                            ),
-                            "height": tf.train.Feature(
-                                int64_list=tf.train.Int64List(value=[img.shape[0]])
-                            ),
-                            "width": tf.train.Feature(
-                                int64_list=tf.train.Int64List(value=[img.shape[1]])
-                            ),
-                            "id": tf.train.Feature(
-                                bytes_list=tf.train.BytesList(value=[i.encode()])
-                            ),
-                            "male": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(m)])),
-                            "age": tf.train.Feature(float_list=tf.train.FloatList(value=[a])),
-                        }
-                    )
-                )
-                w.write(ex.SerializeToString())
+        write_tensorflow(path, cases)
 
     cpu: list = []
     benchmark.pedantic(with_cpu(run, cpu), setup=setup, rounds=7, warmup_rounds=1)
@@ -156,17 +175,13 @@ def test_write_tensorflow_python(benchmark, cases, tmp_path):
 def test_write_native(benchmark, cases, tmp_path):
     """ShardWriter.write per case, 4 shards, including close(). fsync=False: like
     TFRecordWriter, the data is left to the page cache (the like-for-like comparison)."""
-    imgs, ids, males, ages = cases
-
     d = tmp_path / "native"
 
     def setup():  # untimed
         shutil.rmtree(d, ignore_errors=True)
 
     def run():
-        with native.ShardWriter(d, "train", 4, fsync=False) as w:
-            for img, i, m, a in zip(imgs, ids, males, ages, strict=True):
-                w.write(img, i, male=int(m), age=a)
+        write_native(d, cases, fsync=False)
 
     cpu: list = []
     benchmark.pedantic(with_cpu(run, cpu), setup=setup, rounds=7, warmup_rounds=1)
@@ -185,39 +200,8 @@ def test_write_interleaved(benchmark, cases, tmp_path):
     """The like-for-like ratio under a fluctuating load: each round times one TensorFlow
     write and one ShardWriter.write (fsync=False) back to back, so both see the same load;
     the ratio is the median of the per-round ratios."""
-    imgs, ids, males, ages = cases
     times: list[tuple[float, float]] = []
     counter = iter(range(10**6))
-
-    def tf_round(path):
-        with tf.io.TFRecordWriter(path) as w:
-            for img, i, m, a in zip(imgs, ids, males, ages, strict=True):
-                ex = tf.train.Example(
-                    features=tf.train.Features(
-                        feature={
-                            "image": tf.train.Feature(
-                                bytes_list=tf.train.BytesList(value=[img.tobytes()])
-                            ),
-                            "height": tf.train.Feature(
-                                int64_list=tf.train.Int64List(value=[img.shape[0]])
-                            ),
-                            "width": tf.train.Feature(
-                                int64_list=tf.train.Int64List(value=[img.shape[1]])
-                            ),
-                            "id": tf.train.Feature(
-                                bytes_list=tf.train.BytesList(value=[i.encode()])
-                            ),
-                            "male": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(m)])),
-                            "age": tf.train.Feature(float_list=tf.train.FloatList(value=[a])),
-                        }
-                    )
-                )
-                w.write(ex.SerializeToString())
-
-    def native_round(d):
-        with native.ShardWriter(d, "train", 4, fsync=False) as w:
-            for img, i, m, a in zip(imgs, ids, males, ages, strict=True):
-                w.write(img, i, male=int(m), age=a)
 
     def setup():
         shutil.rmtree(tmp_path, ignore_errors=True)
@@ -226,9 +210,9 @@ def test_write_interleaved(benchmark, cases, tmp_path):
     def run():
         k = next(counter)
         t0 = time.perf_counter()
-        tf_round(str(tmp_path / f"tf{k}.tfrecord"))
+        write_tensorflow(str(tmp_path / f"tf{k}.tfrecord"), cases)
         t1 = time.perf_counter()
-        native_round(tmp_path / f"native{k}")
+        write_native(tmp_path / f"native{k}", cases, fsync=False)
         t2 = time.perf_counter()
         times.append((t1 - t0, t2 - t1))
 
@@ -258,17 +242,13 @@ def test_write_interleaved(benchmark, cases, tmp_path):
 def test_write_native_durable(benchmark, cases, tmp_path):
     """The default: close() fsyncs every shard and the directory before publishing.
     TFRecordWriter does not sync, so this ratio is reported, not held to the target."""
-    imgs, ids, males, ages = cases
-
     d = tmp_path / "durable"
 
     def setup():  # untimed
         shutil.rmtree(d, ignore_errors=True)
 
     def run():
-        with native.ShardWriter(d, "train", 4) as w:
-            for img, i, m, a in zip(imgs, ids, males, ages, strict=True):
-                w.write(img, i, male=int(m), age=a)
+        write_native(d, cases, fsync=True)
 
     benchmark.pedantic(run, setup=setup, rounds=7, warmup_rounds=1)
     per_s = rate(benchmark, "write: ShardWriter.write, fsync=True (records)", N_WRITE)
