@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "label are kept as 'unlabeled'")  # fmt: skip
     p.add_argument("--out", required=True, help="output directory for shards and manifest")
     p.add_argument("--localiser", choices=LOCALISERS, default="auto",
-                   help="auto: MediaPipe when plausible, else the native radiograph localiser, "
-                        "else the whole image")  # fmt: skip
+                   help="auto: a plausible MediaPipe box (merged with the native one when they "
+                        "agree), else the native radiograph localiser, else the whole "
+                        "image")  # fmt: skip
     p.add_argument(
         "--engine",
         choices=("native", "opencv"),
