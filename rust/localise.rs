@@ -252,34 +252,20 @@ fn ring_and_centre(work: &GrayView<'_>) -> (f64, f64) {
 /// Clears border rows and columns that are almost all set (film edges), working inwards
 /// from each side until a row or column is not, at most `PEEL_BAND` of the side.
 fn peel_film_edges(mask: &mut [bool], w: usize, h: usize) {
-    let band_h = ((h as f64 * PEEL_BAND) as usize).max(1);
-    let band_w = ((w as f64 * PEEL_BAND) as usize).max(1);
-    let row_full = |m: &[bool], y: usize| {
-        m[y * w..(y + 1) * w].iter().filter(|&&v| v).count() as f64 >= PEEL_COVER * w as f64
-    };
-    let col_full = |m: &[bool], x: usize| {
-        (0..h).filter(|&y| m[y * w + x]).count() as f64 >= PEEL_COVER * h as f64
-    };
-    for ys in [
-        (0..band_h.min(h)).collect::<Vec<_>>(),
-        (h.saturating_sub(band_h)..h).rev().collect(),
-    ] {
-        for y in ys {
-            if !row_full(mask, y) {
-                break;
+    // Rows, then columns: (number of lines, pixels per line, index of pixel i on line l).
+    let row = |l: usize, i: usize| l * w + i;
+    let col = |l: usize, i: usize| i * w + l;
+    for (lines, len, at) in [(h, w, &row as &dyn Fn(usize, usize) -> usize), (w, h, &col)] {
+        let band = ((lines as f64 * PEEL_BAND) as usize).clamp(1, lines);
+        for from_end in [false, true] {
+            for k in 0..band {
+                let l = if from_end { lines - 1 - k } else { k };
+                let set = (0..len).filter(|&i| mask[at(l, i)]).count();
+                if (set as f64) < PEEL_COVER * len as f64 {
+                    break;
+                }
+                (0..len).for_each(|i| mask[at(l, i)] = false);
             }
-            mask[y * w..(y + 1) * w].iter_mut().for_each(|v| *v = false);
-        }
-    }
-    for xs in [
-        (0..band_w.min(w)).collect::<Vec<_>>(),
-        (w.saturating_sub(band_w)..w).rev().collect(),
-    ] {
-        for x in xs {
-            if !col_full(mask, x) {
-                break;
-            }
-            (0..h).for_each(|y| mask[y * w + x] = false);
         }
     }
 }
@@ -319,25 +305,22 @@ fn fill_holes(comp: &[bool], w: usize, h: usize) -> Vec<bool> {
     outside.iter().map(|&o| !o).collect()
 }
 
+type Point = (f64, f64);
+
 /// Convex hull (Andrew's monotone chain) of integer points, counter-clockwise.
-fn convex_hull(mut pts: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+fn convex_hull(mut pts: Vec<Point>) -> Vec<Point> {
     pts.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     pts.dedup();
     if pts.len() < 3 {
         return pts;
     }
-    let cross = |o: (f64, f64), a: (f64, f64), b: (f64, f64)| {
-        (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0)
-    };
-    let mut hull: Vec<(f64, f64)> = Vec::with_capacity(2 * pts.len());
-    for pass in 0..2 {
+    /// Appends one half of the hull (points in sweep order), dropping its last point, which
+    /// starts the other half.
+    fn half(hull: &mut Vec<Point>, pts: impl Iterator<Item = Point>) {
+        let cross =
+            |o: Point, a: Point, b: Point| (a.0 - o.0) * (b.1 - o.1) - (a.1 - o.1) * (b.0 - o.0);
         let start = hull.len();
-        let iter: Box<dyn Iterator<Item = &(f64, f64)>> = if pass == 0 {
-            Box::new(pts.iter())
-        } else {
-            Box::new(pts.iter().rev())
-        };
-        for &p in iter {
+        for p in pts {
             while hull.len() >= start + 2
                 && cross(hull[hull.len() - 2], hull[hull.len() - 1], p) <= 0.0
             {
@@ -347,6 +330,9 @@ fn convex_hull(mut pts: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
         }
         hull.pop();
     }
+    let mut hull = Vec::with_capacity(2 * pts.len());
+    half(&mut hull, pts.iter().copied());
+    half(&mut hull, pts.iter().rev().copied());
     hull
 }
 
@@ -362,7 +348,7 @@ fn min_rect_area(mask: &[bool], w: usize, h: usize) -> f64 {
         }
     }
     let hull = convex_hull(pts);
-    let extent = |u: (f64, f64)| {
+    let extent = |u: Point| {
         let (mut lo_u, mut hi_u, mut lo_v, mut hi_v) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
         for &(x, y) in &hull {
             let a = x * u.0 + y * u.1;
@@ -408,6 +394,21 @@ fn grow(seed: &[bool], allowed: &[bool], w: usize, h: usize, steps: usize) -> Ve
     out
 }
 
+/// Bounding box `(x0, y0, x1, y1)` (end-exclusive) of the set pixels and their count, or
+/// None when no pixel is set.
+fn set_bbox(mask: &[bool], w: usize) -> Option<((usize, usize, usize, usize), usize)> {
+    let (mut x0, mut y0, mut x1, mut y1, mut n) = (usize::MAX, usize::MAX, 0, 0, 0);
+    for p in (0..mask.len()).filter(|&p| mask[p]) {
+        let (x, y) = (p % w, p / w);
+        x0 = x0.min(x);
+        y0 = y0.min(y);
+        x1 = x1.max(x + 1);
+        y1 = y1.max(y + 1);
+        n += 1;
+    }
+    (n > 0).then_some(((x0, y0, x1, y1), n))
+}
+
 /// What one search level found, in working-image pixels.
 struct Found {
     bbox: (usize, usize, usize, usize),
@@ -427,19 +428,10 @@ fn search(
     grow_within: &[bool],
     depth: u8,
 ) -> Option<Found> {
+    let ((rx0, ry0, rx1, ry1), total) = set_bbox(region, w)?;
     let mut hist = [0u64; 256];
-    let (mut rx0, mut ry0, mut rx1, mut ry1) = (usize::MAX, usize::MAX, 0, 0);
-    for (p, (&v, _)) in work.iter().zip(region).enumerate().filter(|(_, (_, &r))| r) {
+    for (&v, _) in work.iter().zip(region).filter(|(_, &r)| r) {
         hist[v as usize] += 1;
-        let (x, y) = (p % w, p / w);
-        rx0 = rx0.min(x);
-        ry0 = ry0.min(y);
-        rx1 = rx1.max(x + 1);
-        ry1 = ry1.max(y + 1);
-    }
-    let total: u64 = hist.iter().sum();
-    if total == 0 {
-        return None;
     }
     let (_, contrast) = otsu(&hist);
     let (threshold, _) = otsu3(&hist);
@@ -513,21 +505,9 @@ fn search(
     let allowed: Vec<bool> = (0..w * h)
         .map(|p| grow_within[p] && work[p] as f64 > low && mask[p] == unpeeled[p])
         .collect();
-    let grown = grow(&seed, &allowed, w, h, GROW_STEPS);
-    let (mut x0, mut y0, mut x1, mut y1, mut area) = (usize::MAX, usize::MAX, 0, 0, 0);
-    for p in (0..w * h).filter(|&p| grown[p]) {
-        let (x, y) = (p % w, p / w);
-        x0 = x0.min(x);
-        y0 = y0.min(y);
-        x1 = x1.max(x + 1);
-        y1 = y1.max(y + 1);
-        area += 1;
-    }
-    if area == 0 {
-        return None;
-    }
+    let (bbox, area) = set_bbox(&grow(&seed, &allowed, w, h, GROW_STEPS), w)?;
     Some(Found {
-        bbox: (x0, y0, x1, y1),
+        bbox,
         area,
         threshold,
         depth,
