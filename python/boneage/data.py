@@ -409,7 +409,9 @@ def make_dataset(
     )
     if cache:
         ds = ds.cache("" if cache is True else str(cache))
-    n = _native.count_records(files)
+    # The record count sizes the shuffle buffer and a finite set's length; reading it costs a
+    # pass over the shards, so only when one of them needs it.
+    n = _native.count_records(files) if shuffle or not repeat else 0
     if shuffle:
         ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
     if repeat:

@@ -128,23 +128,24 @@ def choose(
     h, w = img.shape[:2]
     if mode == "none":
         return Found(whole(img), "none")
-    nat = native.localise_hand(img, MARGIN) if mode in ("native", "auto") else None
+    nat_box: Box | None = None
+    if mode in ("native", "auto"):
+        nat = native.localise_hand(img, MARGIN)
+        if nat["plausible"]:
+            x0, y0, x1, y1 = (int(v) for v in nat["box"])
+            nat_box = (x0, y0, x1, y1)
     if mode in ("mediapipe", "auto"):
         if landmarks is None and detector is not None:
             landmarks = detector.landmarks(img)
         if landmarks is not None:
             xs, ys, score = landmarks
             box = box_from_landmarks(xs, ys, w, h)
-            ok = plausible_mediapipe(box, score, w, h)
-            if ok and nat is not None and nat["plausible"]:
+            if plausible_mediapipe(box, score, w, h):
+                if nat_box is None:
+                    return Found(box, "mediapipe")
                 # MediaPipe's box must agree with where the radiograph's hand is.
-                nb = tuple(int(v) for v in nat["box"])
-                if iou(box, nb) < 0.3:
-                    ok = False
-                else:
-                    return Found(union(box, nb), "mediapipe+native")  # type: ignore[arg-type]
-            if ok:
-                return Found(box, "mediapipe")
-    if nat is not None and nat["plausible"]:
-        return Found(tuple(int(v) for v in nat["box"]), "native")  # type: ignore[arg-type]
+                if iou(box, nat_box) >= 0.3:
+                    return Found(union(box, nat_box), "mediapipe+native")
+    if nat_box is not None:
+        return Found(nat_box, "native")
     return Found(whole(img), "none")
