@@ -54,6 +54,8 @@ def test_saved_model_carries_preprocessing_and_recipe(demo_run):
 
     _model, meta = modelio.load(demo_run / "best.keras")
     assert meta.preprocessing.image_size == 64 and meta.preprocessing.clip_limit == 2.0
+    assert meta.preprocessing.mode == "squash" and meta.preprocessing.localiser == "none"
+    assert meta.extra["trained_on"] == "data"  # the folder's name, not the machine's path
     assert meta.model_name == "small_cnn"
     import keras
 
@@ -75,7 +77,6 @@ def test_resume_continues_from_the_saved_epoch(demo_run, tmp_path):
     state = json.loads((run / "state.json").read_text())
     cfg = json.loads((run / "config.json").read_text())
     cfg.update(out=str(run), epochs=state["epoch"] + 1)
-    cfg["tile_grid"] = tuple(cfg["tile_grid"])
     train(TrainConfig(**cfg), resume=True)
     assert json.loads((run / "state.json").read_text())["epoch"] == state["epoch"] + 1
     rows = (run / "history.csv").read_text().strip().splitlines()
@@ -93,22 +94,30 @@ def test_evaluate_cli_and_predict_agree(demo_run, tmp_path, capsys):
     assert figures["n"] == 200 and figures["mae"] > 0
     assert (tmp_path / "ev" / "report.md").exists()
 
-    # predict on one test image (saved as PNG) gives the number evaluate used for it.
-    images, male, _age, _ids = load_split(demo_run / "data", "test")
-    png = tmp_path / "case.png"
+    # The Predictor's preparation of a phantom's source PNG equals the record training and
+    # evaluation read for it (the settings travel with the data), and its estimate is the
+    # model's output on that record.
+    from boneage import synthetic
+    from boneage.demo_data import SPLITS
+
+    images, male, _age, ids = load_split(demo_run / "data", "test")
+    pred = Predictor(demo_run)
+    assert pred.meta.preprocessing.mode == "squash"
+    phantoms = synthetic.generate(3, seed=0 * 10 + SPLITS["test"], size=64)
     import cv2
 
-    cv2.imwrite(str(png), images[0])
-    pred = Predictor(demo_run)
-    # The synthetic shards hold finished 64 px images: no localiser, same CLAHE as training.
-    from boneage.evaluation import predict_arrays
+    for k, (case, source) in enumerate(phantoms):
+        assert ids[k] == f"test-{case.id}"
+        png = tmp_path / f"case{k}.png"
+        cv2.imwrite(str(png), source)
+        prepared, localiser, _box = pred.prepare(png)
+        assert localiser == "none"
+        np.testing.assert_array_equal(prepared, images[k])
+        from boneage.evaluation import predict_arrays
 
-    direct, _ = predict_arrays(pred.model, images[:1], male[:1])
-    via_file = pred.estimate(png, int(male[0]))
-    pre, _, _ = pred.prepare(png)
-    again, _ = predict_arrays(pred.model, pre[None], male[:1])
-    assert via_file.months == pytest.approx(float(again[0]), abs=1e-4)
-    assert np.isfinite(direct[0])
+        direct, _ = predict_arrays(pred.model, images[k : k + 1], male[k : k + 1])
+        via_file = pred.estimate(png, int(male[k]))
+        assert via_file.months == pytest.approx(float(direct[0]), abs=1e-3)
 
 
 def test_predict_cli_errors(demo_run, tmp_path):

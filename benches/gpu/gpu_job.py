@@ -61,8 +61,10 @@ def prepare_data(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
 
         cv2.imwrite(str(test_src / f.name), native.resize_area(img, 100, 100))
     train_dir, test_dir = work / "shards-train", work / "shards-test"
-    common = dict(labels=[str(rsna / "labels.csv")], localiser="none", size=args.size,
-                  progress=False, sheet=0)  # fmt: skip
+    # The 100 px copies are whole films squashed to squares: the models learn (and ship) the
+    # squash mode, which prepares any input the same way.
+    common = dict(labels=[str(rsna / "labels.csv")], localiser="none", mode="squash",
+                  size=args.size, progress=False, sheet=0)  # fmt: skip
     s1 = run(Options(inputs=[str(train_src)], out=str(train_dir),
                      split_by={"train": 0.9, "val": 0.1}, **common))  # fmt: skip
     s2 = run(Options(inputs=[str(test_src)], out=str(test_dir), **common))

@@ -28,8 +28,10 @@ import numpy as np
 from boneage import _native as native
 from boneage import hands
 from boneage.labels import LabelTable, read_labels
+from boneage.preparation import squash
+from boneage.settings import Preprocessing
 from boneage.sources import Item, count_items, iter_items
-from boneage.splits import stratified_split
+from boneage.splits import stratified_split, val_from_train
 
 MANIFEST_COLUMNS = [
     "id", "split", "source", "status", "reason", "localiser",
@@ -48,10 +50,12 @@ class Options:
     size: int = 256
     clip_limit: float = 2.0
     tile_grid: tuple[int, int] = (8, 8)
+    mode: str = "crop"
     shards: int = 0
     compression: str | None = None
     split_by: dict[str, float] | None = None
     seed: int = 0
+    val_fraction: float = 0.0
     workers: int = 0
     resume: bool = False
     part_size: int = 256
@@ -59,6 +63,17 @@ class Options:
     sheet: int = 60
     max_pixels: int = 100_000_000
     progress: bool = True
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The settings this job applies (validated), written next to its shards."""
+        return Preprocessing(
+            image_size=self.size,
+            clip_limit=self.clip_limit,
+            tile_grid=(int(self.tile_grid[0]), int(self.tile_grid[1])),
+            localiser="none" if self.mode == "squash" else self.localiser,
+            mode=self.mode,
+        )
 
 
 @dataclass
@@ -98,6 +113,7 @@ class Job:
 
     def __init__(self, opts: Options) -> None:
         self.o = opts
+        self.pp = opts.preprocessing
         self.out = Path(opts.out)
         self.work = self.out / ".work"
         self.table: LabelTable = read_labels(opts.labels)
@@ -105,6 +121,10 @@ class Job:
         if opts.split_by:
             self.splits = stratified_split(
                 list(self.table.labels.values()), opts.split_by, opts.seed
+            )
+        elif opts.val_fraction:
+            self.splits = val_from_train(
+                list(self.table.labels.values()), opts.val_fraction, opts.seed
             )
         self.workers = opts.workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
@@ -128,9 +148,17 @@ class Job:
     def run(self) -> Summary:
         start = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.o.resume:
+            stored = Preprocessing.read(self.work)
+            if stored is not None and stored != self.pp:
+                raise ValueError(
+                    f"{self.out}: --resume with other preprocessing settings than the "
+                    f"interrupted run ({stored.to_dict()}); repeat its flags or start afresh"
+                )
         if self.work.exists() and not self.o.resume:
             shutil.rmtree(self.work)
         self.work.mkdir(exist_ok=True)
+        self.pp.write(self.work)
         summary = Summary()
         total = count_items(self.o.inputs)
         bar = _progress(total, self.o.progress)
@@ -238,6 +266,8 @@ class Job:
         if not datas:
             return []
         o = self.o
+        if o.mode == "squash":
+            return self.squash_all(datas)
         if o.engine == "native" and o.localiser in ("native", "none"):
             imgs, infos, errors = native.process_encoded(
                 [bytes(d) for d in datas], labels, o.localiser, o.size, o.clip_limit,
@@ -282,6 +312,26 @@ class Job:
                 pre[k],
                 {"box": crops[k], "localiser": found[k].localiser, "width": w, "height": h},
             )
+        return out
+
+    def squash_all(self, datas: list[bytes]) -> list[Any]:
+        """The ``squash`` mode: whole films resized to squares, then CLAHE (no localiser)."""
+        out = self.decode(datas)
+        for i, img in enumerate(out):
+            if isinstance(img, str):
+                continue
+            h, w = img.shape
+            try:
+                if self.o.engine == "native":
+                    pre = squash(img, self.pp)
+                else:
+                    from boneage import reference
+
+                    pre = reference.squash(img, self.pp)
+            except ValueError as e:
+                out[i] = _clean(str(e))
+                continue
+            out[i] = (pre, {"box": (0, 0, w, h), "localiser": "none", "width": w, "height": h})
         return out
 
     def decode(self, datas: list[bytes]) -> list[Any]:
@@ -356,6 +406,7 @@ class Job:
             for split, w in writers.items():
                 summary.shards[split] = w.close()
         _remove_stale_shards(self.out, summary.shards)
+        self.pp.write(self.out)
         _write_csv(self.out / "manifest.csv", rows)
         summary.total = len(rows)
         summary.ok = sum(r["status"] == "ok" for r in rows)

@@ -2,6 +2,9 @@
 
 The synthetic set is made on the fly with :mod:`boneage.synthetic` and written through the
 same native shard writer as real data, so the demo exercises the real pipeline end to end.
+Each phantom is drawn at the model's size and stored as the ``squash`` preprocessing makes
+it (a no-op resize, then CLAHE), and the folder gets its ``preprocessing.json`` like any
+bulk output: a demo model then prepares a phantom PNG exactly as its training images were.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import os
 from pathlib import Path
 
 from boneage import _native as native
+from boneage.preparation import squash
+from boneage.settings import Preprocessing
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
@@ -34,7 +39,8 @@ def make_synthetic(
     """Writes synthetic train/val/test shards (reused when the same recipe is already there)."""
     from boneage import synthetic
 
-    recipe = {"sizes": sizes, "image_size": image_size, "seed": seed, "version": 1}
+    pp = Preprocessing(image_size=image_size, localiser="none", mode="squash")
+    recipe = {"sizes": sizes, "image_size": image_size, "seed": seed, "version": 2}
     marker = directory / "synthetic.json"
     if marker.exists() and json.loads(marker.read_text()) == recipe:
         return sizes
@@ -44,6 +50,8 @@ def make_synthetic(
         split_seed = seed * 10 + SPLITS.get(split, 9)
         with native.ShardWriter(str(directory), split, 1) as w:
             for case, img in synthetic.generate(n, seed=split_seed, size=image_size):
-                w.write(img, f"{split}-{case.id}", male=case.male, age=case.age_months)
+                w.write(squash(img, pp), f"{split}-{case.id}", male=case.male,
+                        age=case.age_months)  # fmt: skip
+    pp.write(directory)
     marker.write_text(json.dumps(recipe))
     return sizes

@@ -24,10 +24,12 @@ import cv2
 import numpy as np
 
 from boneage import _native as native
+from boneage.settings import LOCALISERS
+
+__all__ = ["LOCALISERS", "Box", "Found", "MediaPipeHands", "choose", "whole"]
 
 Box = tuple[int, int, int, int]
 LocaliserName = Literal["mediapipe", "native", "auto", "none"]
-LOCALISERS: tuple[str, ...] = ("auto", "mediapipe", "native", "none")
 
 MARGIN = 0.05
 MEDIAPIPE_SIDE = 512

@@ -1,7 +1,8 @@
 """Saving and loading models together with the preprocessing they were trained on.
 
 A ``.keras`` file is a zip; we add one member, ``boneage.json``, holding the preprocessing
-settings (image size, CLAHE clip limit and grid, localiser) and provenance. Keras ignores
+settings (:class:`boneage.settings.Preprocessing`: mode, image size, CLAHE clip limit and
+grid, localiser) and provenance. Keras ignores
 the extra member, and :func:`load` hands the settings to :class:`boneage.Predictor`, so a
 prediction always repeats exactly what training saw.
 """
@@ -15,26 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from boneage.settings import Preprocessing
+
+__all__ = ["META_NAME", "ModelMeta", "Preprocessing", "load", "read_meta", "resolve", "save"]
+
 META_NAME = "boneage.json"
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How images were prepared for the model (defaults: the paper's)."""
-
-    image_size: int = 256
-    clip_limit: float = 2.0
-    tile_grid: tuple[int, int] = (8, 8)
-    localiser: str = "auto"
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        return cls(
-            image_size=int(d.get("image_size", 256)),
-            clip_limit=float(d.get("clip_limit", 2.0)),
-            tile_grid=tuple(d.get("tile_grid", (8, 8))),  # type: ignore[arg-type]
-            localiser=str(d.get("localiser", "auto")),
-        )
 
 
 @dataclass
@@ -51,7 +37,9 @@ def save(model: Any, path: str | os.PathLike[str], meta: ModelMeta) -> Path:
     tmp = path.with_name(path.stem + ".tmp.keras")
     model.save(tmp)
     with zipfile.ZipFile(tmp, "a") as zf:
-        zf.writestr(META_NAME, json.dumps(asdict(meta), indent=2))
+        d = asdict(meta)
+        d["preprocessing"] = meta.preprocessing.to_dict()
+        zf.writestr(META_NAME, json.dumps(d, indent=2))
     tmp.replace(path)
     return path
 

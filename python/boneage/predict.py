@@ -1,9 +1,10 @@
 """Bone age for radiographs: ``python -m boneage.predict IMAGE... --sex M|F`` and
 :class:`Predictor` for other programs.
 
-Prediction repeats exactly the preprocessing the model was trained with (decode, hand crop,
-CLAHE, pad, resize), read from the settings embedded in the model file. With no ``--model``
-the model shipped in the repository's ``models/`` folder is used.
+Prediction repeats exactly the preprocessing the model was trained with (its mode: the hand
+crop, CLAHE, pad and resize, or the whole film squashed to a square and CLAHE), read from the
+settings embedded in the model file. With no ``--model`` (and no ``$BONEAGE_MODEL``) the
+model shipped inside the package, ``boneage/shipped/``, is used.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import numpy as np
 
 from boneage import _native as native
 
-SHIPPED = Path(__file__).resolve().parents[2] / "models"
+SHIPPED = Path(__file__).resolve().parent / "shipped"
+"""The shipped model's folder: inside the package, so an installed wheel has it too."""
 SEX = {"m": 1, "male": 1, "1": 1, "f": 0, "female": 0, "0": 0}
 
 
 def default_model() -> Path:
-    """The shipped model (``models/*.keras``), or ``$BONEAGE_MODEL``."""
+    """``$BONEAGE_MODEL``, else the model shipped in the package (``boneage/shipped/``)."""
     env = os.environ.get("BONEAGE_MODEL")
     if env:
         return Path(env)
@@ -79,8 +81,9 @@ class Predictor:
     def prepare(
         self, image: str | os.PathLike[str] | np.ndarray
     ) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
-        """Decode + localise + crop + CLAHE + pad + resize, as at training time."""
+        """Decode and prepare the image as the model's training images were (its mode)."""
         from boneage import hands
+        from boneage.preparation import prepare
 
         pp = self.meta.preprocessing
         img = image if isinstance(image, np.ndarray) else native.read_gray(image)
@@ -88,11 +91,9 @@ class Predictor:
             import cv2
 
             img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        if pp.localiser in ("mediapipe", "auto") and self._detector is None:
+        if pp.mode == "crop" and pp.localiser in ("mediapipe", "auto") and self._detector is None:
             self._detector = hands.MediaPipeHands()
-        found = hands.choose(img, pp.localiser, detector=self._detector)
-        out = native.preprocess(img, found.box, pp.image_size, pp.clip_limit, tuple(pp.tile_grid))
-        return out, found.localiser, found.box
+        return prepare(img, pp, detector=self._detector)
 
     def estimate(
         self, image: str | os.PathLike[str] | np.ndarray, male: int | bool | str

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from boneage.hands import LOCALISERS
+from boneage.settings import LOCALISERS, MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,13 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="native",
         help="opencv runs the same job through boneage.reference (cv2), for comparison",
     )
+    p.add_argument("--mode", choices=MODES, default="crop",
+                   help="crop: the paper's hand crop, CLAHE, pad, resize; squash: the whole "
+                        "film resized to a square, then CLAHE (how the public 100/299 px RSNA "
+                        "copies were made; the localiser is not used)")  # fmt: skip
     p.add_argument("--size", type=int, default=256, help="output side in pixels")
     p.add_argument("--clip-limit", type=float, default=2.0, help="CLAHE clip limit")
     p.add_argument("--tile-grid", type=int, nargs=2, default=(8, 8), metavar=("COLS", "ROWS"))
     p.add_argument("--split-by", metavar="SPEC",
                    help="seeded stratified split instead of the CSVs' own, e.g. "
                         "train=0.8,val=0.1,test=0.1")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0, help="seed for --split-by")
+    p.add_argument("--val-fraction", type=float, default=0.0, metavar="F",
+                   help="hold out this seeded, stratified fraction of the training cases as "
+                        "'val', keeping the label files' own test split (e.g. 0.1 with the RSNA "
+                        "training and test CSVs)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help="seed for --split-by / --val-fraction")
     p.add_argument(
         "--shards", type=int, default=0, help="shards per split (0: one per ~1000 images)"
     )
@@ -101,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.size < 1 or args.part_size < 1 or args.shards < 0 or args.workers < 0:
             raise ValueError("--size and --part-size must be >= 1; --shards, --workers >= 0")
+        if args.split_by and args.val_fraction:
+            raise ValueError("--split-by and --val-fraction are alternatives: give one")
         opts = Options(
             inputs=args.inputs,
             out=args.out,
@@ -110,10 +120,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             size=args.size,
             clip_limit=args.clip_limit,
             tile_grid=tuple(args.tile_grid),
+            mode=args.mode,
             shards=args.shards,
             compression="GZIP" if args.gzip else None,
             split_by=parse_fractions(args.split_by) if args.split_by else None,
             seed=args.seed,
+            val_fraction=args.val_fraction,
             workers=args.workers,
             resume=args.resume,
             part_size=args.part_size,

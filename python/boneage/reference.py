@@ -9,6 +9,7 @@ accepts the same arguments.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import cv2
 import numpy as np
@@ -89,3 +90,11 @@ def preprocess_file(
 ) -> np.ndarray:
     """Reads a file and runs :func:`preprocess` on it."""
     return preprocess(read_gray(path), crop_box, size, clip_limit, tile_grid)
+
+
+def squash(img: np.ndarray, pp: Any) -> np.ndarray:
+    """The ``squash`` mode (:func:`boneage.preparation.squash`) with OpenCV: whole film
+    INTER_AREA-resized to ``pp.image_size`` squared, then CLAHE."""
+    side = int(pp.image_size)
+    small = img if img.shape == (side, side) else resize_area(img, side, side)
+    return clahe(small, float(pp.clip_limit), tuple(pp.tile_grid))

@@ -54,3 +54,16 @@ def stratified_split(labels: list[Label], fractions: dict[str, float], seed: int
                 out[cid] = name
             start += count
     return out
+
+
+def val_from_train(labels: list[Label], fraction: float, seed: int) -> dict[str, str]:
+    """Holds out ``fraction`` of the training cases as ``val``, stratified as above.
+
+    Only cases whose label file puts them in training (or names no split) are touched: an
+    official test split stays the test split, so a user with just the RSNA training and test
+    CSVs gets train / val / test without re-splitting the test images.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the validation fraction must be between 0 and 1, got {fraction}")
+    pool = [lab for lab in labels if lab.split in (None, "train")]
+    return stratified_split(pool, {"train": 1.0 - fraction, "val": fraction}, seed)

@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from boneage.settings import LOCALISERS, MODES
+
 DEMO_SIZES = {"train": 2000, "val": 300, "test": 300}
 DEMO_IMAGE_SIZE = 64
 DEMO_EPOCHS = 12
@@ -39,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", help="directory of shards written by boneage.preprocess")
     p.add_argument("--out", help="run directory (default: runs/<time>-<model>)")
-    p.add_argument("--image-size", type=int, help="input side (default 256; 64 for the demo)")
+    p.add_argument("--image-size", type=int,
+                   help="input side; default: the data's (preprocessing.json), 64 for the "
+                        "demo")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
         "--epochs", type=int, help=f"maximum epochs (default 60; {DEMO_EPOCHS} for the demo)"
@@ -79,9 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last epoch"
     )
-    p.add_argument("--clip-limit", type=float, default=2.0, help="recorded preprocessing setting")
-    p.add_argument("--tile-grid", type=int, nargs=2, default=(8, 8), metavar=("COLS", "ROWS"))
-    p.add_argument("--localiser", default="auto", help="recorded preprocessing setting")
+    pre = p.add_argument_group(
+        "preprocessing",
+        "read from the data's preprocessing.json; these may only repeat it (a different "
+        "value is an error). Only for shards written without one.",
+    )
+    pre.add_argument("--clip-limit", type=float)
+    pre.add_argument("--tile-grid", type=int, nargs=2, metavar=("COLS", "ROWS"))
+    pre.add_argument("--localiser", choices=LOCALISERS)
+    pre.add_argument("--mode", choices=MODES)
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress bar")
     return p
 
@@ -112,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data=str(data) if data else str(out / "synthetic-data"),
         out=str(out),
         demo=demo,
-        image_size=args.image_size or (DEMO_IMAGE_SIZE if demo else 256),
+        image_size=args.image_size or (DEMO_IMAGE_SIZE if demo else None),
         batch_size=args.batch_size,
         epochs=args.epochs or (DEMO_EPOCHS if demo else 60),
         lr=args.lr,
@@ -130,8 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps_per_epoch=args.steps_per_epoch,
         distribute=args.distribute,
         clip_limit=args.clip_limit,
-        tile_grid=tuple(args.tile_grid),
+        tile_grid=tuple(args.tile_grid) if args.tile_grid else None,
         localiser=args.localiser,
+        mode=args.mode,
+        command=" ".join(
+            ["python -m boneage.train", *(argv if argv is not None else sys.argv[1:])]
+        ),
         max_minutes=args.max_minutes,
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
     )

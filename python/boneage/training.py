@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from boneage.settings import SETTINGS_FILE, Preprocessing
+
 
 @dataclass
 class TrainConfig:
@@ -22,7 +24,7 @@ class TrainConfig:
     data: str = "data"
     out: str = "runs/latest"
     demo: bool = False
-    image_size: int = 256
+    image_size: int | None = None
     batch_size: int = 64
     epochs: int = 60
     lr: float = 5e-3
@@ -39,12 +41,64 @@ class TrainConfig:
     test_split: str = "test"
     steps_per_epoch: int | None = None
     distribute: str = "auto"
-    clip_limit: float = 2.0
-    tile_grid: tuple[int, int] = (8, 8)
-    localiser: str = "auto"
+    # Preprocessing flags: None = take the data's preprocessing.json (a given value must agree).
+    clip_limit: float | None = None
+    tile_grid: tuple[int, int] | None = None
+    localiser: str | None = None
+    mode: str | None = None
     verbose: int = 2
     max_minutes: float | None = None
     demo_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
+    command: str = ""
+
+
+def data_preprocessing(cfg: TrainConfig) -> Preprocessing:
+    """The preprocessing stored next to the shards; the flags in ``cfg`` may only repeat it.
+
+    Shards written before settings travelled with the data have no ``preprocessing.json``:
+    then the flags (or the paper's defaults) are taken at their word, with a warning.
+    """
+    flags = {
+        "image_size": cfg.image_size,
+        "clip_limit": cfg.clip_limit,
+        "tile_grid": cfg.tile_grid,
+        "localiser": cfg.localiser,
+        "mode": cfg.mode,
+    }
+    stored = Preprocessing.read(cfg.data)
+    if stored is not None:
+        stored.check_flags(**flags)
+        check_records_match(cfg, stored)
+        return stored
+    print(
+        f"warning: {cfg.data} has no {SETTINGS_FILE}; assuming the preprocessing given by the "
+        "flags (or the defaults). Shards written by boneage.preprocess carry their own.",
+        flush=True,
+    )
+    given = {k: v for k, v in flags.items() if v is not None}
+    return Preprocessing(**given)
+
+
+def check_records_match(cfg: TrainConfig, pp: Preprocessing) -> None:
+    """Refuses a folder whose shards were not all made with its ``preprocessing.json``.
+
+    Copying shards of another preprocessing run into the folder leaves a settings file that
+    describes only some of them; the record size is the cheap tell.
+    """
+    from boneage import _native as native
+    from boneage.data import find_shards
+
+    for split in (cfg.train_split, cfg.val_split):
+        for f in find_shards(cfg.data, split):
+            for ex in native.read_examples([str(f)]):
+                if ex["image"].shape != (pp.image_size, pp.image_size):
+                    raise ValueError(
+                        f"{f} holds {ex['image'].shape[1]} px images but {cfg.data}/"
+                        f"{SETTINGS_FILE} says {pp.image_size}: shards from different "
+                        "preprocessing runs are mixed in one folder; preprocess them again "
+                        "into one --out"
+                    )
+                break
 
 
 def _policy(mode: str) -> str:
@@ -132,7 +186,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if not (out / "last.keras").exists() or not state_file.exists():
             raise FileNotFoundError(f"{out}: nothing to resume (no last.keras / state.json)")
         saved = json.loads((out / "config.json").read_text())
-        saved["tile_grid"] = tuple(saved["tile_grid"])
+        if saved.get("tile_grid") is not None:
+            saved["tile_grid"] = tuple(saved["tile_grid"])
         saved.update(epochs=cfg.epochs, verbose=cfg.verbose)
         cfg = TrainConfig(**saved)
     keras.utils.set_random_seed(cfg.seed)
@@ -144,18 +199,24 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         from boneage.train import DEMO_SIZES
 
         cfg.demo_sizes = cfg.demo_sizes or dict(DEMO_SIZES)
-        make_synthetic(Path(cfg.data), cfg.demo_sizes, cfg.image_size, cfg.seed)
+        make_synthetic(Path(cfg.data), cfg.demo_sizes, cfg.image_size or 64, cfg.seed)
+    pp = data_preprocessing(cfg)
+    # config.json records the settings actually used, so --resume repeats them.
+    cfg.image_size, cfg.clip_limit, cfg.localiser, cfg.mode = (
+        pp.image_size, pp.clip_limit, pp.localiser, pp.mode
+    )  # fmt: skip
+    cfg.tile_grid = pp.tile_grid
     train_ds, val_ds, n_train, steps = datasets(cfg)
     total_steps = steps * cfg.epochs
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
 
     meta = modelio.ModelMeta(
-        preprocessing=modelio.Preprocessing(
-            cfg.image_size, cfg.clip_limit, cfg.tile_grid, cfg.localiser
-        ),
+        preprocessing=pp,
         model_name=cfg.model,
         uncertainty=cfg.uncertainty,
-        extra={"trained_on": cfg.data, "demo": cfg.demo},
+        # The data's folder name, not its path: a shipped model must not carry the paths
+        # of the machine it was trained on.
+        extra={"trained_on": Path(cfg.data).name, "demo": cfg.demo, "command": cfg.command},
     )
     initial_epoch = 0
     with distribution.scope(cfg.distribute) as dist:

@@ -1,0 +1,45 @@
+"""Applying a :class:`~boneage.settings.Preprocessing` to one decoded image.
+
+The one place that turns a grey radiograph into the model's input for either mode, used by
+the bulk job (for the paths that do not go through the fused native call) and by
+:class:`boneage.Predictor`, so that training data and prediction inputs are made by the
+same code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from boneage import _native as native
+from boneage import hands
+from boneage.settings import Preprocessing
+
+
+def squash(img: np.ndarray, pp: Preprocessing) -> np.ndarray:
+    """The whole film, area-resized to a square (aspect ratio not kept), then CLAHE.
+
+    Resizing first and equalising second makes the result independent of the input's
+    resolution: a full-resolution film and its 100 px copy give nearly the same image.
+    """
+    side = int(pp.image_size)
+    small = img if img.shape == (side, side) else native.resize_area(img, side, side)
+    return native.clahe(small, float(pp.clip_limit), tuple(pp.tile_grid))
+
+
+def prepare(
+    img: np.ndarray, pp: Preprocessing, detector: Any = None, landmarks: Any = None
+) -> tuple[np.ndarray, str, hands.Box]:
+    """``(model input uint8 (S, S), localiser used, crop box in source pixels)``.
+
+    ``detector`` (a :class:`hands.MediaPipeHands`) or precomputed ``landmarks`` serve the
+    ``crop`` mode's MediaPipe localisers; ``squash`` ignores both.
+    """
+    if img.ndim != 2:
+        raise ValueError(f"expected a grey image (H, W), got shape {img.shape}")
+    if pp.mode == "squash":
+        return squash(img, pp), "none", hands.whole(img)
+    found = hands.choose(img, pp.localiser, landmarks=landmarks, detector=detector)
+    out = native.preprocess(img, found.box, pp.image_size, pp.clip_limit, tuple(pp.tile_grid))
+    return out, found.localiser, found.box

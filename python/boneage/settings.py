@@ -1,0 +1,109 @@
+"""The preprocessing settings: one type, written next to the shards, embedded in the model.
+
+How an image was prepared is a fact about the data, not a training option. The bulk job
+writes it once as ``OUT/preprocessing.json``; ``train`` reads it from ``--data`` (a flag that
+disagrees is an error) and embeds it in the model file; ``Predictor`` applies it to every
+input. So a model never sees images prepared differently from the ones it learned on.
+
+Two modes:
+
+* ``crop`` (the paper's): localise the hand, crop, CLAHE, pad to a square, area-resize.
+* ``squash``: the whole film area-resized to ``image_size`` x ``image_size`` (aspect ratio
+  not kept), then CLAHE. This is how the public 100 px and 299 px RSNA copies were made
+  (whole films squashed to squares), so a model trained on them needs any other input --
+  a full-resolution hospital PNG, a 299 px copy, a 100 px one -- prepared the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+MODES: tuple[str, ...] = ("crop", "squash")
+LOCALISERS: tuple[str, ...] = ("auto", "mediapipe", "native", "none")
+SETTINGS_FILE = "preprocessing.json"
+"""The name of the settings file that sits next to the shards."""
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How images were prepared for the model (defaults: the paper's)."""
+
+    image_size: int = 256
+    clip_limit: float = 2.0
+    tile_grid: tuple[int, int] = (8, 8)
+    localiser: str = "auto"
+    mode: str = "crop"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown preprocessing mode {self.mode!r}; use one of {MODES}")
+        if self.localiser not in LOCALISERS:
+            raise ValueError(f"unknown localiser {self.localiser!r}; use one of {LOCALISERS}")
+        if self.mode == "squash" and self.localiser != "none":
+            raise ValueError("squash mode keeps the whole film: its localiser is 'none'")
+        if int(self.image_size) < 1:
+            raise ValueError(f"image_size must be >= 1, got {self.image_size}")
+        if not self.clip_limit >= 0:
+            raise ValueError(f"clip_limit must be >= 0, got {self.clip_limit}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
+        """From a JSON dict; missing keys take the defaults (files from before ``mode``)."""
+        return cls(
+            image_size=int(d.get("image_size", 256)),
+            clip_limit=float(d.get("clip_limit", 2.0)),
+            tile_grid=tuple(int(v) for v in d.get("tile_grid", (8, 8))),  # type: ignore[arg-type]
+            localiser=str(d.get("localiser", "auto")),
+            mode=str(d.get("mode", "crop")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["tile_grid"] = list(self.tile_grid)
+        return d
+
+    def write(self, directory: str | os.PathLike[str]) -> Path:
+        """Writes ``directory/preprocessing.json`` atomically."""
+        path = Path(directory) / SETTINGS_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def read(cls, directory: str | os.PathLike[str]) -> Preprocessing | None:
+        """The settings stored next to the shards in ``directory``, or None if there are none."""
+        path = Path(directory) / SETTINGS_FILE
+        if not path.is_file():
+            return None
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ValueError(f"{path}: not a valid preprocessing file ({e})") from e
+
+    def check_flags(self, **flags: Any) -> None:
+        """Raises when a flag given on the command line disagrees with these settings.
+
+        ``None`` means "not given". The stored settings describe the data; a flag can only
+        repeat them, never override them, or the model would claim a preparation its
+        training images never had.
+        """
+        mine = self.to_dict()
+        wrong = []
+        for key, value in flags.items():
+            if value is None:
+                continue
+            have = mine[key]
+            given = list(value) if isinstance(value, tuple) else value
+            if given != have:
+                wrong.append(f"--{key.replace('_', '-')} {given} (the data says {have})")
+        if wrong:
+            raise ValueError(
+                "these flags disagree with the preprocessing stored next to the shards: "
+                + "; ".join(wrong)
+                + ". Drop them (the data's own settings are used) or preprocess again."
+            )
