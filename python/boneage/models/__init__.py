@@ -72,4 +72,11 @@ def build_model(name: str, image_size: int = 256, **options: Any) -> keras.Model
 
 # The builder modules register themselves on import; the layers, loss and metric register
 # with Keras's serialisation on import. Imported last because they need ``register``.
-from boneage.models import densenet, layers, losses, resnet_cbam, small  # noqa: E402, F401
+from boneage.models import (  # noqa: E402, F401
+    compact,
+    densenet,
+    layers,
+    losses,
+    resnet_cbam,
+    small,
+)
