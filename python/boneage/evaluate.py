@@ -1,4 +1,8 @@
-"""``python -m boneage.evaluate RUN_OR_MODEL --data DIR --split test``: how good is a model?
+"""``python -m boneage.evaluate [RUN_OR_MODEL] --data DIR --split test``: how good is a model?
+
+Or on image files: ``python -m boneage.evaluate --images DIR_OR_ZIP --labels CSV``, where each
+image is prepared by the model's own preprocessing, exactly as ``predict`` does. Without a
+model the shipped one is evaluated.
 
 Prints and writes the paper's metrics (MAE, RMSE, R^2) plus median and 90th-percentile
 error, errors by sex and by age band, each with a bootstrap 95 % confidence interval; plots
@@ -24,8 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
         "of shards.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("model", nargs="?", help="model file or run directory")
+    p.add_argument(
+        "model", nargs="?", help="model file or run directory (default: the shipped model)"
+    )
     p.add_argument("--data", help="shard directory (default: the run's own data)")
+    p.add_argument("--images", nargs="+", metavar="PATH",
+                   help="evaluate on image files instead of shards: folders, archives or files, "
+                        "prepared with the model's own preprocessing; needs --labels")  # fmt: skip
+    p.add_argument("--labels", nargs="+", metavar="CSV", help="label CSVs for --images")
     p.add_argument("--split", default="test")
     p.add_argument("--out", help="report directory (default: <run>/eval-<split>)")
     p.add_argument("--tta", type=int, default=0, help="test-time augmentation copies to average")
@@ -45,13 +55,43 @@ def _default_data(model_path: str) -> str | None:
 
 
 def evaluate_one(
-    model_path: str, data: str, split: str, tta: int, n_boot: int, batch: int
+    model_path: str,
+    data: str | None,
+    split: str,
+    tta: int,
+    n_boot: int,
+    batch: int,
+    images: list[str] | None = None,
+    labels: list[str] | None = None,
 ) -> dict[str, Any]:
     from boneage import metrics, modelio
-    from boneage.evaluation import predict_split
+    from boneage.evaluation import predict_files, predict_split
+    from boneage.settings import Preprocessing
 
-    model, meta = modelio.load(model_path)
-    pred = predict_split(model, data, split, batch_size=batch, tta=tta)
+    if images:
+        from boneage.labels import read_labels
+        from boneage.predict import Predictor
+        from boneage.sources import iter_items
+
+        predictor = Predictor(model_path)
+        model, meta = predictor.model, predictor.meta
+        pred, problems = predict_files(
+            predictor, list(iter_items(images)), read_labels(labels or []), batch, tta
+        )
+        for line in problems:
+            print(f"skipped: {line}", file=sys.stderr)
+        split = "images"
+    else:
+        assert data is not None
+        model, meta = modelio.load(model_path)
+        stored = Preprocessing.read(data)
+        if stored is not None and stored != meta.preprocessing:
+            raise ValueError(
+                f"{data} was preprocessed with {stored.to_dict()}, but the model expects "
+                f"{meta.preprocessing.to_dict()}: its figures would be meaningless. Preprocess "
+                "the images with the model's settings, or evaluate with --images"
+            )
+        pred = predict_split(model, data, split, batch_size=batch, tta=tta)
     labelled = ~(pred.y_true != pred.y_true)  # drop unlabeled (NaN) cases
     summary = metrics.summary(
         pred.y_true[labelled], pred.y_pred[labelled], pred.male[labelled], n_boot=n_boot
@@ -68,21 +108,24 @@ def evaluate_one(
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    models = args.compare or ([args.model] if args.model else [])
-    if not models:
-        print("error: give a model (file or run directory) or --compare RUN RUN", file=sys.stderr)
-        return 2
     from boneage import report
+    from boneage.predict import default_model
 
     results: dict[str, dict[str, Any]] = {}
     try:
+        if args.images and not args.labels:
+            raise ValueError("--images needs --labels (the ground truth)")
+        models = args.compare or [args.model or str(default_model())]
         for mp in models:
-            data = args.data or _default_data(mp)
-            if not data:
-                raise ValueError(f"{mp}: no --data given and the run records none")
+            data = None if args.images else (args.data or _default_data(mp))
+            if not data and not args.images:
+                raise ValueError(
+                    f"{mp}: no --data given and the run records none (or use --images)"
+                )
             results[mp] = evaluate_one(
-                mp, data, args.split, args.tta, args.bootstrap, args.batch_size
-            )
+                mp, data, args.split, args.tta, args.bootstrap, args.batch_size,
+                args.images, args.labels,
+            )  # fmt: skip
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -96,14 +139,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     mp = models[0]
     res = results[mp]
     run = Path(mp) if Path(mp).is_dir() else Path(mp).parent
-    out = Path(args.out) if args.out else run / f"eval-{args.split}"
+    out = Path(args.out) if args.out else run / f"eval-{res['split']}"
     out.mkdir(parents=True, exist_ok=True)
     y_true, y_pred = res["_arrays"]
     plots = report.plot_predictions(y_true, y_pred, out)
     public = _public(res)
     (out / "metrics.json").write_text(json.dumps(public, indent=2))
     md = report.write_report(
-        public, plots, out, title=f"boneage evaluation: {Path(mp).name} on {args.split}"
+        public, plots, out, title=f"boneage evaluation: {Path(mp).name} on {res['split']}"
     )
     if args.json:
         print(json.dumps(public, indent=2))

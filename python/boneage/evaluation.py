@@ -116,3 +116,37 @@ def training_mean_age(data: str | os.PathLike[str], split: str = "train") -> flo
     if not ages:
         raise ValueError(f"no labelled records in split {split!r} of {data}")
     return float(np.mean(ages))
+
+
+def predict_files(
+    predictor: Any, items: list[Any], labels: Any, batch_size: int = 64, tta: int = 0
+) -> tuple[Predictions, list[str]]:
+    """Predictions for image inputs (``sources.Item``) whose ids have labels in ``labels``.
+
+    Each image is prepared by ``predictor`` with the model's own preprocessing (its mode), the
+    path a clinician's file takes, not the shards'. Returns the predictions and, for every
+    input that could not be used, a ``"source: reason"`` line.
+    """
+    images, male, age, ids, problems = [], [], [], [], []
+    for item in items:
+        if not item.is_image:
+            continue
+        label = labels.get(item.case_id)
+        if label is None:
+            problems.append(f"{item.source}: no label for id {item.case_id}")
+            continue
+        try:
+            img = native.decode_gray(item.read())
+            pre, _, _ = predictor.prepare(img)
+        except (OSError, ValueError) as e:
+            problems.append(f"{item.source}: {e}")
+            continue
+        images.append(pre)
+        male.append(label.male)
+        age.append(label.age_months)
+        ids.append(item.case_id)
+    if not images:
+        raise ValueError("none of the given images has a label in the label files")
+    m = np.asarray(male, np.float32)
+    mean, sigma = predict_arrays(predictor.model, np.stack(images), m, batch_size, tta)
+    return Predictions(ids, np.asarray(age, np.float64), mean, m, sigma), problems
