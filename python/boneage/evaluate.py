@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", metavar="CSV", help="label CSVs for --images")
     p.add_argument("--split", default="test")
     p.add_argument("--out", help="report directory (default: <run>/eval-<split>)")
-    p.add_argument("--tta", type=int, default=0, help="test-time augmentation copies to average")
+    p.add_argument("--tta", type=int,
+                   help="test-time augmentation copies to average (default: the number the "
+                        "model file records, as predict uses; 0 if none)")  # fmt: skip
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -58,7 +60,7 @@ def evaluate_one(
     model_path: str,
     data: str | None,
     split: str,
-    tta: int,
+    tta: int | None,
     n_boot: int,
     batch: int,
     images: list[str] | None = None,
@@ -73,8 +75,9 @@ def evaluate_one(
         from boneage.predict import Predictor
         from boneage.sources import iter_items
 
-        predictor = Predictor(model_path)
+        predictor = Predictor(model_path, tta=tta)
         model, meta = predictor.model, predictor.meta
+        tta = predictor.tta
         pred, problems = predict_files(
             predictor, list(iter_items(images)), read_labels(labels or []), batch, tta
         )
@@ -84,6 +87,7 @@ def evaluate_one(
     else:
         assert data is not None
         model, meta = modelio.load(model_path)
+        tta = meta.tta if tta is None else tta
         stored = Preprocessing.read(data)
         if stored is not None and stored != meta.preprocessing:
             raise ValueError(

@@ -30,6 +30,11 @@ class ModelMeta:
     uncertainty: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def tta(self) -> int:
+        """Test-time augmentation copies this model is meant to be used with (0: none)."""
+        return int(self.extra.get("tta", 0))
+
 
 def save(model: Any, path: str | os.PathLike[str], meta: ModelMeta) -> Path:
     """Saves ``model`` as ``.keras`` with ``meta`` embedded; atomic (temp file + rename)."""

@@ -69,13 +69,19 @@ class Predictor:
 
     >>> p = Predictor()                    # the shipped model
     >>> p.predict("hand.png", male=True)   # months
+
+    ``tta``: test-time augmentation copies averaged with the plain prediction; ``None`` takes
+    the number recorded in the model file (chosen on validation data when it was shipped).
     """
 
-    def __init__(self, model_path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, model_path: str | os.PathLike[str] | None = None, tta: int | None = None
+    ) -> None:
         from boneage import modelio
 
         self.path = modelio.resolve(model_path or default_model())
         self.model, self.meta = modelio.load(self.path)
+        self.tta = self.meta.tta if tta is None else int(tta)
         self._detector: Any = None
 
     def prepare(
@@ -102,7 +108,9 @@ class Predictor:
 
         sex = parse_sex(male)
         pre, loc, box = self.prepare(image)
-        mean, sigma = predict_arrays(self.model, pre[None], np.array([sex], np.float32))
+        mean, sigma = predict_arrays(
+            self.model, pre[None], np.array([sex], np.float32), tta=self.tta
+        )
         months = float(mean[0])
         return Estimate(
             source=str(image) if not isinstance(image, np.ndarray) else "<array>",
@@ -128,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="PNG/JPEG files or folders of them")
     p.add_argument("--sex", required=True, help="M or F (applies to every image)")
     p.add_argument("--model", help="model file or run directory (default: the shipped model)")
+    p.add_argument("--tta", type=int,
+                   help="test-time augmentation copies to average (default: the number the "
+                        "model file records, 0 if none)")  # fmt: skip
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON output")
     fmt.add_argument("--csv", action="store_true", help="CSV output")
@@ -151,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("GLOG_minloglevel", "3")
     try:
         sex = parse_sex(args.sex)
-        predictor = Predictor(args.model)
+        predictor = Predictor(args.model, tta=args.tta)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
