@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from boneage._native import __version__  # one owner: Cargo.toml's version
 
 __all__ = ["Predictor", "__version__"]
 
