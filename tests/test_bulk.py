@@ -203,3 +203,48 @@ def test_real_fullres_radiographs(tmp_path):
     assert sum(r["localiser"] == "native" for r in images) >= 50
     n = sum(1 for _ in native.read_examples([str(p) for p in out.glob("*-of-*.tfrecord")]))
     assert n == 60
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (RSNA / "fullres").is_dir(), reason="real RSNA data not found")
+def test_default_auto_localiser_runs_mediapipe_in_workers(tmp_path):
+    """The default ``--localiser auto`` path: MediaPipe in a spawned worker pool, merged with
+    the native box where they agree; every record's box matches what ``hands.choose`` gives
+    for the same landmarks computed in this process."""
+    from boneage import hands
+
+    src = tmp_path / "films"
+    src.mkdir()
+    films = sorted((RSNA / "fullres").glob("*.png"))[:8]
+    for f in films:
+        (src / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "auto"
+    code = main(
+        [
+            str(src),
+            "--out",
+            str(out),
+            "--quiet",
+            "--workers",
+            "2",
+            "--size",
+            "64",
+            "--contact-sheet",
+            "0",
+        ]
+    )  # fmt: skip  (no --localiser: the default)
+    assert code == 0
+    rows = {r["id"]: r for rows in read_manifest(out).values() for r in rows}
+    assert len(rows) == 8 and all(r["status"] == "ok" for r in rows.values())
+    assert {r["localiser"] for r in rows.values()} <= {
+        "mediapipe", "mediapipe+native", "native", "none"
+    }  # fmt: skip
+    assert any("mediapipe" in r["localiser"] for r in rows.values()), rows
+    detector = hands.MediaPipeHands()
+    for f in films:
+        img = native.read_gray(f)
+        found = hands.choose(img, "auto", detector=detector)
+        r = rows[f.stem]
+        assert (found.localiser, found.box) == (
+            r["localiser"], tuple(int(r[k]) for k in ("x0", "y0", "x1", "y1"))
+        ), f.name  # fmt: skip
