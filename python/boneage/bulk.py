@@ -10,10 +10,15 @@ shards (cheap), so a resumed run writes exactly the shards an uninterrupted one 
 from __future__ import annotations
 
 import csv
+import ctypes
+import hashlib
 import json
 import math
 import os
 import shutil
+import signal
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,7 +35,7 @@ from boneage import hands
 from boneage.labels import LabelTable, read_labels
 from boneage.preparation import squash
 from boneage.settings import Preprocessing
-from boneage.sources import Item, count_items, iter_items
+from boneage.sources import Item, check_inputs, count_items, iter_items, read_regular
 from boneage.splits import stratified_split, val_from_train
 
 MANIFEST_COLUMNS = [
@@ -38,6 +43,8 @@ MANIFEST_COLUMNS = [
     "x0", "y0", "x1", "y1", "width", "height", "male", "age",
 ]  # fmt: skip
 RECORDS_PER_SHARD = 1000
+JOB_FILE = "job.json"
+"""The options besides the preprocessing settings that shape a run's output, in OUT/.work."""
 
 
 @dataclass
@@ -144,21 +151,60 @@ class Job:
         if label is not None:
             row["male"], row["age"] = label.male, label.age_months
 
+    def job_record(self) -> dict[str, Any]:
+        """What besides the preprocessing settings decides this run's output: the parts
+        (inputs, part size), the labels (by content), the splits, the shards, the pixel
+        limit and the engine. A resumed run must agree with it, or its finished parts would
+        be mixed with parts made differently."""
+        o = self.o
+        return {
+            "inputs": [os.path.realpath(p) for p in o.inputs],
+            "labels": [{"path": os.path.realpath(p), "sha256": _sha256(p)} for p in o.labels],
+            "split_by": o.split_by,
+            "val_fraction": o.val_fraction,
+            "seed": o.seed,
+            "shards": o.shards,
+            "compression": o.compression,
+            "part_size": o.part_size,
+            "max_pixels": o.max_pixels,
+            "engine": o.engine,
+        }
+
+    def check_resume(self, record: dict[str, Any]) -> None:
+        """Refuses a ``--resume`` whose options differ from the interrupted run's."""
+        stored = Preprocessing.read(self.work)
+        if stored is not None and stored != self.pp:
+            raise ValueError(
+                f"{self.out}: --resume with other preprocessing settings than the "
+                f"interrupted run ({stored.to_dict()}); repeat its flags or start afresh"
+            )
+        path = self.work / JOB_FILE
+        if not path.is_file():
+            return
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{path}: unreadable record of the interrupted run ({e})") from e
+        diffs = _differences(before, record)
+        if diffs:
+            raise ValueError(
+                f"{self.out}: --resume with options that differ from the interrupted run: "
+                f"{'; '.join(diffs)}. Repeat its options, or start afresh without --resume"
+            )
+
     # -- the run --------------------------------------------------------------------------
     def run(self) -> Summary:
         start = time.perf_counter()
+        check_inputs(self.o.inputs)
+        record = self.job_record()
         self.out.mkdir(parents=True, exist_ok=True)
         if self.o.resume:
-            stored = Preprocessing.read(self.work)
-            if stored is not None and stored != self.pp:
-                raise ValueError(
-                    f"{self.out}: --resume with other preprocessing settings than the "
-                    f"interrupted run ({stored.to_dict()}); repeat its flags or start afresh"
-                )
+            self.check_resume(record)
         if self.work.exists() and not self.o.resume:
             shutil.rmtree(self.work)
         self.work.mkdir(exist_ok=True)
         self.pp.write(self.work)
+        _write_json(self.work / JOB_FILE, record)
         summary = Summary()
         total = count_items(self.o.inputs)
         bar = _progress(total, self.o.progress)
@@ -192,9 +238,12 @@ class Job:
         rows: list[dict[str, Any]] = []
         todo: list[tuple[int, Item, bytes]] = []
         for item in items:
-            split = self.split_of(item.case_id)
+            split = self.split_of(item.case_id) if item.case_id else ""  # "": a whole archive
             row = _row(item.source, item.case_id, split, "skipped")
             rows.append(row)
+            if item.skip:  # a link, FIFO, hidden file, damaged member: never read
+                row["reason"] = item.skip
+                continue
             if not item.is_image:
                 row["reason"] = f"not an image ({Path(item.source).suffix or 'no extension'})"
                 continue
@@ -205,7 +254,8 @@ class Job:
             if item.case_id in seen:
                 row["reason"] = f"duplicate id (first: {seen[item.case_id]})"
                 continue
-            seen[item.case_id] = item.source
+            # The id is claimed only once this file has become a record (below): a copy that
+            # fails to decode must not shut out a later good copy of the same case.
             try:
                 data = item.read()
             except OSError as e:
@@ -224,6 +274,10 @@ class Job:
                 if isinstance(res, str):
                     row["reason"] = res
                     continue
+                if item.case_id in seen:  # a good copy earlier in this part took the id
+                    row["reason"] = f"duplicate id (first: {seen[item.case_id]})"
+                    continue
+                seen[item.case_id] = item.source
                 image, info = res
                 x0, y0, x1, y1 = info["box"]
                 row.update(
@@ -360,7 +414,10 @@ class Job:
             small.append(native.resize_area(img, max(1, round(w * s)), max(1, round(h * s))))
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=get_context("spawn"), initializer=_init_worker
+                max_workers=self.workers,
+                mp_context=get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
         return list(self._pool.map(_landmarks, small, chunksize=4))
 
@@ -425,12 +482,42 @@ class Job:
             shutil.rmtree(self.work, ignore_errors=True)
 
 
-UNCLAIMED = ("not an image", "bad label", "duplicate id")
-
-
 def _claims(row: dict[str, Any]) -> bool:
-    """Whether a manifest row took its id (later files with that id are duplicates)."""
-    return not row["reason"].startswith(UNCLAIMED)
+    """Whether a manifest row took its id (later files with that id are duplicates): only a
+    record does, so a damaged or undecodable first copy leaves the id to a later good one."""
+    return row["status"] == "ok" and bool(row["id"])
+
+
+def _sha256(path: str | os.PathLike[str]) -> str:
+    return hashlib.sha256(read_regular(path)).hexdigest()
+
+
+def _differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two job records (see ``Job.job_record``)."""
+    diffs = []
+    for key in sorted(set(before) | set(now)):
+        old, new = before.get(key), now.get(key)
+        if key == "labels" and isinstance(old, list) and isinstance(new, list):
+            old_files = [(d.get("path"), d.get("sha256")) for d in old if isinstance(d, dict)]
+            new_files = [(d["path"], d["sha256"]) for d in new]
+            if [h for _, h in old_files] != [h for _, h in new_files]:
+                paths = [p for p, _ in new_files]
+                if [p for p, _ in old_files] == paths:
+                    pairs = zip(old_files, new_files, strict=True)
+                    changed = [p for (p, a), (_, b) in pairs if a != b]
+                    diffs.append(f"label file content changed ({', '.join(changed)})")
+                else:
+                    was = [p for p, _ in old_files]
+                    diffs.append(f"labels {was} -> {paths}")
+        elif old != new:
+            diffs.append(f"{key} {old!r} -> {new!r}")
+    return diffs
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def _clean(reason: str) -> str:
@@ -482,7 +569,40 @@ def _progress(total: int | None, enabled: bool) -> Any:
 _DETECTOR: hands.MediaPipeHands | None = None
 
 
-def _init_worker() -> None:
+PR_SET_PDEATHSIG = 1
+"""Linux prctl option: the signal this process gets when its parent dies."""
+
+
+def _die_with_parent(parent: int, poll_s: float = 1.0) -> None:
+    """Makes a worker exit when the bulk process that started it dies.
+
+    A ``kill -9`` of the bulk run gives the pool no chance to stop its workers, and a
+    MediaPipe worker would otherwise live on, orphaned, holding memory and cores. On Linux
+    the kernel sends SIGKILL at the parent's death (``PR_SET_PDEATHSIG``); everywhere, a
+    daemon thread also watches ``os.getppid()`` (the kernel request is tied to the parent
+    *thread*, and other systems have none). Checked once up front too: the parent may have
+    died before this ran.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watcher thread below still covers it
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="boneage-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent: int | None = None) -> None:
+    if parent is not None:
+        _die_with_parent(parent)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GLOG_minloglevel", "3")
     global _DETECTOR

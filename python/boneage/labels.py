@@ -10,16 +10,27 @@ plus this project's own ``labels.csv`` (``id,boneage,male,...,origin_split``). R
 be trusted (unknown sex value, missing/NaN/negative/absurd age, conflicting duplicates) are not
 silently dropped: each becomes a :class:`LabelProblem`, which the bulk preprocessor writes to
 its manifest.
+
+Files come from spreadsheets on every OS: header cells and values are stripped (``Case ID,
+Sex`` matches ``Case ID, Sex``), and UTF-8 (with or without BOM) and UTF-16/32 with a BOM are
+read. Any other encoding, or a file that is not CSV text at all, is a ``ValueError`` naming the
+file: guessing a code page would silently corrupt ids.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from boneage.sources import read_regular
+
+MAX_LABEL_BYTES = 256 << 20
+"""A label CSV above this is refused (the RSNA ones are well under a megabyte)."""
 MAX_AGE_MONTHS = 240.0
 """Bone ages above 20 years are outside every paediatric atlas: treated as a data error."""
 
@@ -117,17 +128,54 @@ def detect_schema(header: list[str], path: Path) -> Schema:
     )
 
 
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: its BOM starts the same way
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def read_text(path: Path) -> str:
+    """A label file's text: UTF-8, or UTF-8/16/32 with a BOM; else a ``ValueError`` naming it.
+
+    Read bounded (a FIFO or ``/dev/zero`` given as a label file fails instead of hanging).
+    """
+    data = read_regular(path, MAX_LABEL_BYTES)
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), "utf-8")
+    if encoding == "utf-8" and b"\x00" in data:
+        raise ValueError(
+            f"{path}: not UTF-8 text (it holds NUL bytes: UTF-16 without a BOM?); save it as "
+            "UTF-8 (or UTF-16 with a BOM)"
+        )
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: not {encoding.removesuffix('-sig').upper()} text (byte 0x{data[e.start]:02x} "
+            f"at offset {e.start}); save it as UTF-8 (or UTF-16 with a BOM)"
+        ) from None
+
+
 def read_labels(paths: list[str | os.PathLike[str]]) -> LabelTable:
     """Reads and merges label CSVs; later files never silently override earlier ones."""
     table = LabelTable()
     for p in paths:
         path = Path(p)
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            schema = detect_schema(reader.fieldnames or [], path)
-            has_origin = "origin_split" in (reader.fieldnames or [])
-            for line, row in enumerate(reader, start=2):
-                _add_row(table, schema, row, f"{path}:{line}", has_origin)
+        reader = csv.reader(io.StringIO(read_text(path), newline=""))
+        try:
+            header = [h.strip() for h in next(reader, [])]
+            schema = detect_schema(header, path)
+            has_origin = "origin_split" in header
+            for raw in reader:
+                if not raw:
+                    continue  # a blank line
+                values = [v.strip() for v in raw]
+                row = dict(zip(header, values, strict=False))
+                _add_row(table, schema, row, f"{path}:{reader.line_num}", has_origin)
+        except csv.Error as e:
+            raise ValueError(f"{path}:{reader.line_num}: not a readable CSV file ({e})") from None
     return table
 
 

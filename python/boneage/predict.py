@@ -160,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GLOG_minloglevel", "3")
+    paths = _expand(args.images)
+    if not paths:  # an empty folder is a mistake to report, not an empty table to print
+        print(f"error: no images found in the inputs ({', '.join(args.images)})", file=sys.stderr)
+        return 2
     try:
         sex = parse_sex(args.sex)
         predictor = Predictor(args.model, tta=args.tta)
@@ -168,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     results: list[Estimate] = []
     failed = 0
-    for path in _expand(args.images):
+    for path in paths:
         try:
             results.append(predictor.estimate(path, sex))
         except (OSError, ValueError) as e:

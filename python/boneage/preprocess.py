@@ -141,6 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun with --resume to continue", file=sys.stderr)
         return 130
+    except Exception as e:
+        # Bad input is handled per item above; whatever still gets here is fatal, and a user
+        # gets one line for it (BONEAGE_DEBUG=1 shows the traceback for a bug report).
+        if os.environ.get("BONEAGE_DEBUG"):
+            raise
+        print(f"error: {type(e).__name__}: {e} (set BONEAGE_DEBUG=1 for details)", file=sys.stderr)
+        return 2
     print(
         f"{summary.ok} of {summary.total} inputs written in {summary.seconds:.1f} s "
         f"({summary.images_per_s:.1f} images/s); {summary.skipped} skipped",
