@@ -49,7 +49,7 @@ def measure(model: str | None, rsna: Path = RSNA, limit: int | None = None) -> d
 
     predictor = Predictor(model)
     side = predictor.meta.preprocessing.image_size
-    raw_diff, prep_diff, gaps = [], [], []
+    raw_diff, prep_diff = [], []
     chosen = pairs(rsna)[:limit]
     big, small, male = [], [], []
     for _id, full_path, small_path, is_male in chosen:
