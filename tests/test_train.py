@@ -83,6 +83,36 @@ def test_resume_continues_from_the_saved_epoch(demo_run, tmp_path):
     assert rows[-1].split(",")[0] == str(state["epoch"])  # epochs are 0-based in the log
 
 
+def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):
+    """--init-from starts from the model's weights; a model of other data is refused."""
+    from boneage import modelio
+    from boneage.settings import Preprocessing
+    from boneage.training import TrainConfig, train
+
+    cfg = json.loads((demo_run / "config.json").read_text())
+    cfg.update(out=str(tmp_path / "tuned"), epochs=1, demo=False, lr=1e-9, warmup=0.0,
+               init_from=str(demo_run / "best.keras"))  # fmt: skip
+    tuned = train(TrainConfig(**cfg))
+    # A learning rate of ~0 keeps the weights: the tuned model is as good as the one it came
+    # from, which a fresh model after one epoch is not.
+    start = json.loads((demo_run / "metrics.json").read_text())
+    assert tuned["mae"] == pytest.approx(start["mae"], abs=1.5)
+    _m, meta = modelio.load(tmp_path / "tuned" / "best.keras")
+    assert meta.extra["init_from"] == "best.keras"
+
+    # The same model claiming another CLAHE clip limit no longer fits the data.
+    model, meta = modelio.load(demo_run / "best.keras")
+    changed = {**meta.preprocessing.to_dict(), "clip_limit": 3.0}
+    meta.preprocessing = Preprocessing.from_dict(changed)
+    other = modelio.save(model, tmp_path / "other.keras", meta)
+    cfg.update(out=str(tmp_path / "refused"), init_from=str(other))
+    with pytest.raises(ValueError, match="preprocess the data as the model expects"):
+        train(TrainConfig(**cfg))
+    cfg.update(model="resnet_compact", init_from=str(demo_run / "best.keras"))
+    with pytest.raises(ValueError, match="pass --model small_cnn"):
+        train(TrainConfig(**cfg))
+
+
 def test_evaluate_cli_and_predict_agree(demo_run, tmp_path, capsys):
     from boneage.evaluate import main as evaluate_main
     from boneage.evaluation import load_split

@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-minutes", type=float, help="stop after the epoch that crosses this budget"
     )
     p.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="fine-tune: start from this trained .keras model's weights (its architecture and "
+        "preprocessing must match the run's; 'shipped' names the packaged model)",
+    )
+    p.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last epoch"
     )
     pre = p.add_argument_group(
@@ -119,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.out
         else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.model or 'run'}"
     )
-    model = args.model or ("small_cnn" if demo else "densenet121")
+    model = (
+        args.model or _init_model_name(args.init_from) or ("small_cnn" if demo else "densenet121")
+    )
     cfg = TrainConfig(
         model=model,
         data=str(data) if data else str(out / "synthetic-data"),
@@ -150,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ["python -m boneage.train", *(argv if argv is not None else sys.argv[1:])]
         ),
         max_minutes=args.max_minutes,
+        init_from=str(_init_path(args.init_from)) if args.init_from else None,
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
     )
     if demo:
@@ -174,6 +183,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps(metrics, indent=2))
     print(f"run directory: {out}")
     return 0
+
+
+def _init_path(init_from: str) -> Path:
+    """``--init-from``'s model file; ``shipped`` is the model packaged with boneage."""
+    from boneage import modelio
+    from boneage.predict import default_model
+
+    return modelio.resolve(default_model() if init_from == "shipped" else init_from)
+
+
+def _init_model_name(init_from: str | None) -> str | None:
+    """The architecture of the model to fine-tune, so --model need not repeat it."""
+    from boneage import modelio
+
+    if not init_from:
+        return None
+    meta = modelio.read_meta(_init_path(init_from))
+    return meta.model_name if meta and meta.model_name else None
 
 
 def summary_line(metrics: dict[str, Any]) -> str:

@@ -48,6 +48,9 @@ class TrainConfig:
     mode: str | None = None
     verbose: int = 2
     max_minutes: float | None = None
+    # A trained model whose weights start this run (fine-tuning); its preprocessing must be
+    # the data's, or its weights would meet images unlike those they learned from.
+    init_from: str | None = None
     demo_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
     command: str = ""
 
@@ -216,13 +219,20 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         uncertainty=cfg.uncertainty,
         # The data's folder name, not its path: a shipped model must not carry the paths
         # of the machine it was trained on.
-        extra={"trained_on": Path(cfg.data).name, "demo": cfg.demo, "command": cfg.command},
+        extra={
+            "trained_on": Path(cfg.data).name,
+            "demo": cfg.demo,
+            "command": cfg.command,
+            "init_from": Path(cfg.init_from).name if cfg.init_from else None,
+        },
     )
     initial_epoch = 0
     with distribution.scope(cfg.distribute) as dist:
         if resume:
             model, _ = modelio.load(out / "last.keras")
             initial_epoch = int(json.loads(state_file.read_text())["epoch"])
+        elif cfg.init_from:
+            model = warm_start(cfg, pp)
         else:
             from boneage.evaluation import training_mean_age
 
@@ -248,6 +258,33 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     finally:
         _plots(out, cfg, total_steps)
     return finish(out, cfg, model, meta, dist, policy, n_train)
+
+
+def warm_start(cfg: TrainConfig, pp: Preprocessing) -> Any:
+    """Loads ``cfg.init_from`` to fine-tune it, refusing one that does not fit this run.
+
+    A model's architecture, output head and preprocessing travel inside it; each must be what
+    this run builds and what the data holds, else the run would silently train something else.
+    """
+    from boneage import modelio
+
+    model, meta = modelio.load(cfg.init_from)
+    if meta.model_name and meta.model_name != cfg.model:
+        raise ValueError(
+            f"--init-from {cfg.init_from} is a {meta.model_name} model, this run trains "
+            f"{cfg.model}: pass --model {meta.model_name}"
+        )
+    if meta.uncertainty != cfg.uncertainty:
+        raise ValueError(
+            f"--init-from {cfg.init_from} was trained "
+            f"{'with' if meta.uncertainty else 'without'} --uncertainty; repeat that choice"
+        )
+    if meta.preprocessing != pp:
+        raise ValueError(
+            f"--init-from {cfg.init_from} was trained on {meta.preprocessing.to_dict()}, "
+            f"but {cfg.data} holds {pp.to_dict()}: preprocess the data as the model expects"
+        )
+    return model
 
 
 def _callbacks(cfg: TrainConfig, out: Path, meta: Any, monitor: str, resume: bool) -> list[Any]:
