@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from benchkit import SMOKE, ratio, record, run, sized
-from boneage.bulk import Options
-from boneage.bulk import run as bulk_run
+from boneage.ingest.bulk import Options
+from boneage.ingest.bulk import run as bulk_run
 
 RSNA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsna"
 N_FILMS = sized(60, 6)  # all of fullres/; the smoke run takes the first 6

@@ -18,7 +18,7 @@ import pytest
 
 from benchkit import ratio, record, run, sized
 from boneage import _native as native
-from boneage import reference as ref
+from boneage.ingest import reference as ref
 
 RSNA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsna"
 N_FILES = sized(64, 4)  # files per decode+preprocess batch

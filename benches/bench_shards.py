@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from benchkit import ENFORCE_SPEED, measured, median, run, sized, target
 from boneage import _native as native
-from boneage.data import find_shards, make_dataset
+from boneage.shards import find_shards, make_dataset
 
 SIZE = sized(256, 64)
 N_WRITE = sized(256, 32)  # records per write round (16 MiB of pixels at full size)

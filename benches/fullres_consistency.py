@@ -44,8 +44,8 @@ def pairs(rsna: Path = RSNA) -> list[tuple[str, Path, Path, int]]:
 
 def measure(model: str | None, rsna: Path = RSNA, limit: int | None = None) -> dict[str, float]:
     from boneage import _native as native
-    from boneage.evaluation import predict_arrays
-    from boneage.predict import Predictor
+    from boneage.evaluation.predictions import predict_arrays
+    from boneage.inference import Predictor
 
     predictor = Predictor(model)
     side = predictor.meta.preprocessing.image_size

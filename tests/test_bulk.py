@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from boneage import _native as native
-from boneage import reference as ref
-from boneage.labels import read_labels
+from boneage.ingest import reference as ref
+from boneage.ingest.labels import read_labels
+from boneage.ingest.splits import parse_fractions, stratified_split
 from boneage.preprocess import main
-from boneage.splits import parse_fractions, stratified_split
 from shared_data import RSNA
 
 
@@ -211,7 +211,7 @@ def test_default_auto_localiser_runs_mediapipe_in_workers(tmp_path):
     """The default ``--localiser auto`` path: MediaPipe in a spawned worker pool, merged with
     the native box where they agree; every record's box matches what ``hands.choose`` gives
     for the same landmarks computed in this process."""
-    from boneage import hands
+    from boneage.ingest import hands
 
     src = tmp_path / "films"
     src.mkdir()

@@ -1,5 +1,5 @@
-"""The input pipelines over shards: boneage.data.make_dataset (tf.data) and
-boneage.pydataset.ShardDataset (keras.utils.PyDataset)."""
+"""The input pipelines over shards: boneage.shards.make_dataset (tf.data) and
+boneage.shards.pydataset.ShardDataset (keras.utils.PyDataset)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import keras
 import tensorflow as tf
 
 from boneage import _native as native
-from boneage.data import (
+from boneage.shards import (
     Augment,
     augment_params,
     count_examples,
@@ -25,7 +25,8 @@ from boneage.data import (
     inverse_affine,
     make_dataset,
 )
-from boneage.pydataset import ShardDataset, area_resize
+from boneage.shards.arrays import area_resize
+from boneage.shards.pydataset import ShardDataset
 
 SIZE = 24
 N = 50
@@ -315,9 +316,9 @@ def test_pydataset_matches_the_tfdata_structure(shards):
 
 
 def test_float_augment_batch_matches_the_uint8_path(shards):
-    """boneage.pydataset.augment_batch (float in, as evaluation's TTA calls it)."""
-    from boneage.data import augment_images
-    from boneage.pydataset import augment_batch
+    """boneage.shards.augment.augment_batch (float in, as evaluation's TTA calls it)."""
+    from boneage.shards import augment_images
+    from boneage.shards.augment import augment_batch
 
     _, images, _ = shards
     x = images[:4].astype(np.float32) * np.float32(1.0 / 255.0)
@@ -353,9 +354,9 @@ def test_without_tensorflow_on_jax(shards):
         f"""
         import os, sys
         os.environ["KERAS_BACKEND"] = "jax"
-        import boneage.data, boneage.pydataset
+        import boneage.shards, boneage.shards.pydataset
         import keras, numpy as np
-        ds = boneage.pydataset.ShardDataset({str(d)!r}, "train", 8, {SIZE}, augment=True)
+        ds = boneage.shards.pydataset.ShardDataset({str(d)!r}, "train", 8, {SIZE}, augment=True)
         x, y = ds[0]
         image = keras.Input(({SIZE}, {SIZE}, 1), name="image")
         male = keras.Input((1,), name="male")

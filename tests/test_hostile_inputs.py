@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 import pytest
 
-from boneage import predict, sources
-from boneage.labels import read_labels
+from boneage import predict
+from boneage.ingest import sources
+from boneage.ingest.labels import read_labels
 from boneage.preprocess import main
 
 FAST = ["--localiser", "none", "--size", "32", "--contact-sheet", "0", "--quiet"]
@@ -562,8 +563,7 @@ POOL_SCRIPT = textwrap.dedent(
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    from boneage import bulk
-
+    from boneage.ingest import bulk
     def init(parent, portable):
         if portable:
             sys.platform = "elsewhere"  # no prctl: the watcher thread alone must do it

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from boneage import _native as native
-from boneage import hands
+from boneage.ingest import hands
 from shared_data import RSNA, image_files
 
 BOXES = Path(__file__).parent / "data" / "hand_boxes.csv"

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from boneage.metrics import (
+from boneage.evaluation.metrics import (
     AGE_BANDS,
     METRICS,
     baseline_mae,

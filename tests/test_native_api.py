@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from boneage import _native as native
-from boneage import reference as ref
+from boneage.ingest import reference as ref
 
 RNG = np.random.default_rng(42)
 IMG = cv2.GaussianBlur(RNG.integers(0, 256, (300, 220), dtype=np.uint8), (0, 0), 4)

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from boneage import _native as native
-from boneage import reference as ref
+from boneage.ingest import reference as ref
 from shared_data import image_files
 
 # BONEAGE_HYPOTHESIS_EXAMPLES=1000 for a long soak; the default keeps the suite fast.

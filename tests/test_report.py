@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from boneage import report
-from boneage.metrics import summary
+from boneage.evaluation import report
+from boneage.evaluation.metrics import summary
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -61,7 +61,7 @@ def test_plot_history(tmp_path) -> None:
 
 
 def test_plot_schedule(tmp_path) -> None:
-    from boneage.schedules import WarmupCosine
+    from boneage.training.schedules import WarmupCosine
 
     single = report.plot_schedule(
         WarmupCosine(5e-3, 600), 600, tmp_path / "lr.png", steps_per_epoch=10

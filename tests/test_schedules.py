@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from boneage.schedules import WarmupCosine
+from boneage.training.schedules import WarmupCosine
 
 PEAK, TOTAL = 5e-3, 1000
 
@@ -119,7 +119,7 @@ def test_jax_backend_traced() -> None:
         """
         import json
         import jax, jax.numpy as jnp, keras
-        from boneage.schedules import WarmupCosine
+        from boneage.training.schedules import WarmupCosine
         assert keras.backend.backend() == "jax"
         s = WarmupCosine(5e-3, 100, warmup_fraction=0.2, initial_lr=1e-4)
         f = jax.jit(lambda step: s(step))

@@ -43,7 +43,7 @@ def test_flags_may_repeat_but_not_override():
 def test_squash_is_resolution_independent():
     """Squash mode resizes before CLAHE, so a real film and its third-size copy prepare
     alike (within about a grey level; equalising first, then resizing, does worse)."""
-    from boneage.preparation import squash
+    from boneage.ingest.preparation import squash
 
     pp = Preprocessing(image_size=100, localiser="none", mode="squash")
     diffs = []
@@ -61,9 +61,9 @@ def test_squash_is_resolution_independent():
 def test_settings_travel_from_shards_to_predictions(tmp_path):
     """Shards made with --clip-limit 3 --size 64 and trained with no preprocessing flags give
     a model that says 3 and 64 and predicts on a real film exactly as hand preprocessing."""
-    from boneage.predict import Predictor
+    from boneage.inference import Predictor
     from boneage.preprocess import main as preprocess_main
-    from boneage.training import TrainConfig, train
+    from boneage.training.loop import TrainConfig, train
 
     train100 = rsna_dir("train100")
     src = tmp_path / "imgs"
@@ -89,7 +89,7 @@ def test_settings_travel_from_shards_to_predictions(tmp_path):
     film = sorted(rsna_dir("fullres").glob("*.png"))[0]
     img = native.read_gray(film)
     by_hand = native.preprocess(img, None, 64, 3.0, (8, 8))
-    from boneage.evaluation import predict_arrays
+    from boneage.evaluation.predictions import predict_arrays
 
     expected, _ = predict_arrays(pred.model, by_hand[None], np.array([1.0], np.float32))
     assert pred.predict(film, male=True) == pytest.approx(float(expected[0]), abs=1e-4)

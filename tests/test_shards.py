@@ -528,7 +528,7 @@ def test_killed_writer_leaves_no_final_shard_names(tmp_path):
     assert len(names) == 3
     assert all(n.startswith(".train-") and ".tmp-" in n for n in names), names
     assert not any(n.endswith(".tfrecord") for n in names)
-    from boneage.data import find_shards
+    from boneage.shards import find_shards
 
     with pytest.raises(FileNotFoundError, match="no shards"):
         find_shards(tmp_path, "train")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from boneage import modelio
-from boneage.predict import SHIPPED, Predictor, default_model
+from boneage.inference import SHIPPED, Predictor, default_model
 from shared_data import rsna_dir
 
 # Generous: the shipped model's test MAE is reported in docs/results.md; a model that lost

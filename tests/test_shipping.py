@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 from boneage import modelio
-from boneage.demo_data import make_synthetic
-from boneage.evaluation import load_split, to_model_inputs
+from boneage.evaluation.predictions import to_model_inputs
 from boneage.models import build_model
 from boneage.settings import Preprocessing
+from boneage.shards import read_split
 from boneage.shipping import recalibrate_bn
+from boneage.training.demo import make_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def test_precise_bn_is_the_mean_of_batch_statistics(data):
     moved = recalibrate_bn(model, str(data), "train", batch_size=32)
     assert moved == 3
     # Recompute the first BN layer's input statistics batch by batch, as the layer sees them.
-    images, male, _age, _ids = load_split(data, "train")
+    images, male, _age, _ids = read_split(data, "train")
     order = np.random.default_rng(0).permutation(len(images))
     conv = keras.Model(model.inputs, model.get_layer("stem_conv").output)
     means = []
@@ -49,7 +50,7 @@ def test_ship_records_its_choices_and_drops_the_optimizer(data, tmp_path, monkey
     keras.utils.set_random_seed(0)
     model = build_model("small_cnn", 32)
     model.compile(optimizer="adamw", loss="mae")
-    model.fit(to_model_inputs(*load_split(data, "train")[:2], 32), load_split(data, "train")[2],
+    model.fit(to_model_inputs(*read_split(data, "train")[:2], 32), read_split(data, "train")[2],
               epochs=1, verbose=0)  # fmt: skip
     pp = Preprocessing(image_size=32, localiser="none", mode="squash")
     meta = modelio.ModelMeta(preprocessing=pp, model_name="small_cnn",

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from boneage import synthetic
-from boneage.synthetic import (
+from boneage.training import synthetic
+from boneage.training.synthetic import (
     AGE_MAX,
     AGE_MIN,
     Case,

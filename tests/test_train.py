@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> Path:
     """One short demo-style run shared by the tests below (small model, 64 px)."""
-    from boneage.training import TrainConfig, train
+    from boneage.training.loop import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(
@@ -70,7 +70,7 @@ def test_saved_model_carries_preprocessing_and_recipe(demo_run):
 def test_resume_continues_from_the_saved_epoch(demo_run, tmp_path):
     import shutil
 
-    from boneage.training import TrainConfig, train
+    from boneage.training.loop import TrainConfig, train
 
     run = tmp_path / "resumed"
     shutil.copytree(demo_run, run)
@@ -87,7 +87,7 @@ def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):
     """--init-from starts from the model's weights; a model of other data is refused."""
     from boneage import modelio
     from boneage.settings import Preprocessing
-    from boneage.training import TrainConfig, train
+    from boneage.training.loop import TrainConfig, train
 
     cfg = json.loads((demo_run / "config.json").read_text())
     cfg.update(out=str(tmp_path / "tuned"), epochs=1, demo=False, lr=1e-9, warmup=0.0,
@@ -115,8 +115,8 @@ def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):
 
 def test_evaluate_cli_and_predict_agree(demo_run, tmp_path, capsys):
     from boneage.evaluate import main as evaluate_main
-    from boneage.evaluation import load_split
-    from boneage.predict import Predictor
+    from boneage.inference import Predictor
+    from boneage.shards import read_split
 
     assert evaluate_main([str(demo_run), "--split", "test", "--json", "--bootstrap", "200",
                           "--out", str(tmp_path / "ev")]) == 0  # fmt: skip
@@ -127,10 +127,10 @@ def test_evaluate_cli_and_predict_agree(demo_run, tmp_path, capsys):
     # The Predictor's preparation of a phantom's source PNG equals the record training and
     # evaluation read for it (the settings travel with the data), and its estimate is the
     # model's output on that record.
-    from boneage import synthetic
-    from boneage.demo_data import SPLITS
+    from boneage.training import synthetic
+    from boneage.training.demo import SPLITS
 
-    images, male, _age, ids = load_split(demo_run / "data", "test")
+    images, male, _age, ids = read_split(demo_run / "data", "test")
     pred = Predictor(demo_run)
     assert pred.meta.preprocessing.mode == "squash"
     # The same count as the demo drew: a case's draw depends on how many are drawn.
@@ -146,7 +146,7 @@ def test_evaluate_cli_and_predict_agree(demo_run, tmp_path, capsys):
         prepared, localiser, _box = pred.prepare(png)
         assert localiser == "none"
         np.testing.assert_array_equal(prepared, images[k])
-        from boneage.evaluation import predict_arrays
+        from boneage.evaluation.predictions import predict_arrays
 
         direct, _ = predict_arrays(pred.model, images[k : k + 1], male[k : k + 1])
         via_file = pred.estimate(png, int(male[k]))
@@ -171,7 +171,7 @@ def test_predict_cli_errors(demo_run, tmp_path):
 
 
 def test_evaluate_metrics_equal_numpy():
-    from boneage import metrics
+    from boneage.evaluation import metrics
 
     y = np.array([10.0, 50.0, 100.0, 200.0])
     p = np.array([12.0, 45.0, 110.0, 190.0])
@@ -184,9 +184,9 @@ def test_evaluate_metrics_equal_numpy():
 def test_two_logical_devices_train_data_parallel(tmp_path):
     """MirroredStrategy over two logical CPU devices: the multi-GPU path, tested on a CPU."""
     code = (
-        "from boneage.distribution import split_cpu_for_tests, scope\n"
+        "from boneage.training.distribution import split_cpu_for_tests, scope\n"
         "split_cpu_for_tests()\n"
-        "from boneage.training import TrainConfig, train\n"
+        "from boneage.training.loop import TrainConfig, train\n"
         f"cfg = TrainConfig(model='small_cnn', data=r'{tmp_path / 'd'}', out=r'{tmp_path}',\n"
         "    demo=True,\n"
         "    image_size=32, batch_size=16, epochs=1, verbose=0,\n"
@@ -204,8 +204,8 @@ def test_two_logical_devices_train_data_parallel(tmp_path):
 
 @pytest.mark.skipif(not (RSNA / "train100").is_dir(), reason="real RSNA data not found")
 def test_short_run_on_real_images_beats_the_mean(tmp_path):
-    from boneage.bulk import Options, run
-    from boneage.training import TrainConfig, train
+    from boneage.ingest.bulk import Options, run
+    from boneage.training.loop import TrainConfig, train
 
     src = tmp_path / "imgs"
     src.mkdir()

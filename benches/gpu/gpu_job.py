@@ -44,7 +44,7 @@ def prepare_data(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     """train100 -> train/val shards (stratified 90/10); test299 -> area-resized to 100 px
     like the training images, then the same preprocessing, into test shards."""
     from boneage import _native as native
-    from boneage.bulk import Options, run
+    from boneage.ingest.bulk import Options, run
 
     rsna = Path(args.rsna)
     train_src = rsna / "train100"
@@ -77,9 +77,10 @@ def prepare_data(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
 def train_and_test(
     args: argparse.Namespace, name: str, train_dir: Path, test_dir: Path, out: Path
 ) -> dict[str, Any]:
-    from boneage import metrics, modelio
-    from boneage.evaluation import predict_split
-    from boneage.training import TrainConfig, train
+    from boneage import modelio
+    from boneage.evaluation import metrics
+    from boneage.evaluation.predictions import predict_split
+    from boneage.training.loop import TrainConfig, train
 
     cfg = TrainConfig(
         model=name, data=str(train_dir), out=str(out / name), image_size=args.size,
@@ -151,7 +152,7 @@ def main() -> int:
     import keras
 
     stage(f"backend {keras.backend.backend()}, devices")
-    from boneage.distribution import devices
+    from boneage.training.distribution import devices
 
     print(devices() or "cpu only")
     stage("shards from the real RSNA images")
@@ -164,7 +165,7 @@ def main() -> int:
     stage("ensemble of the two models")
     import numpy as np
 
-    from boneage import metrics
+    from boneage.evaluation import metrics
 
     preds = [np.array(r["_pred"]) for r in results["models"].values()]
     truth = np.array(next(iter(results["models"].values()))["_true"])

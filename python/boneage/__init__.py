@@ -18,7 +18,7 @@ __all__ = ["Predictor", "__version__"]
 def __getattr__(name: str) -> Any:
     # Lazy so that `import boneage` does not pull in Keras/TensorFlow.
     if name == "Predictor":
-        from boneage.predict import Predictor
+        from boneage.inference import Predictor
 
         return Predictor
     raise AttributeError(f"module 'boneage' has no attribute {name!r}")

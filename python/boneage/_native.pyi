@@ -63,7 +63,7 @@ def preprocess(
     """crop (x0, y0, x1, y1) -> CLAHE -> pad_to_square -> resize_area to size x size.
 
     Fused (no intermediate images on the downscaling path), byte-identical to the steps one
-    by one and to :func:`boneage.reference.preprocess`. The crop's far edges are clamped to
+    by one and to :func:`boneage.ingest.reference.preprocess`. The crop's far edges are clamped to
     the image; it must start inside the image and be non-empty.
     """
 

@@ -1,14 +1,17 @@
-"""The ``boneage`` console script: one entry point for every job.
+"""The ``boneage`` console script, and the error policy every command shares.
 
 ``boneage preprocess ...`` is ``python -m boneage.preprocess ...``, and so on; each
-subcommand's ``--help`` is its module's.
+subcommand's ``--help`` is its module's. :func:`run_command` is the one place that turns what
+a command raises into the exit codes the README promises: 0 done, 1 done with skipped items
+(the command returns it), 2 a usage or fatal error in one line, 130 interrupted.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 COMMANDS = {
     "preprocess": ("boneage.preprocess", "archives of radiographs -> shards + manifest"),
@@ -16,6 +19,34 @@ COMMANDS = {
     "evaluate": ("boneage.evaluate", "MAE/RMSE/R^2 with confidence intervals, plots, report"),
     "predict": ("boneage.predict", "bone age for images, as a table, CSV or JSON"),
 }
+
+
+def quiet_native_logs() -> None:
+    """Silences TensorFlow's and MediaPipe's C++ start-up chatter (a user may still set them)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("GLOG_minloglevel", "3")
+
+
+def run_command(body: Callable[[], int], interrupted: str = "interrupted") -> int:
+    """Runs a command's body under the shared error policy and returns its exit code.
+
+    ``OSError`` and ``ValueError`` are what bad input raises: the message is the whole story,
+    so it is printed as one line. Anything else is a fault; a user still gets one line, and
+    ``BONEAGE_DEBUG=1`` shows the traceback for a bug report.
+    """
+    try:
+        return int(body() or 0)
+    except KeyboardInterrupt:
+        print(f"\n{interrupted}", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        if os.environ.get("BONEAGE_DEBUG"):
+            raise
+        print(f"error: {type(e).__name__}: {e} (set BONEAGE_DEBUG=1 for details)", file=sys.stderr)
+        return 2
 
 
 def usage() -> str:

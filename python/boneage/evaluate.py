@@ -14,11 +14,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from boneage import modelio
+from boneage.cli import quiet_native_logs, run_command
+from boneage.evaluation import metrics, report
+from boneage.evaluation.predictions import predict_files, predict_split
+from boneage.inference import Predictor, default_model
+from boneage.ingest.labels import read_labels
+from boneage.ingest.sources import iter_items
+from boneage.settings import Preprocessing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,15 +74,7 @@ def evaluate_one(
     images: list[str] | None = None,
     labels: list[str] | None = None,
 ) -> dict[str, Any]:
-    from boneage import metrics, modelio
-    from boneage.evaluation import predict_files, predict_split
-    from boneage.settings import Preprocessing
-
     if images:
-        from boneage.labels import read_labels
-        from boneage.predict import Predictor
-        from boneage.sources import iter_items
-
         predictor = Predictor(model_path, tta=tta)
         model, meta = predictor.model, predictor.meta
         tta = predictor.tta
@@ -111,28 +111,23 @@ def evaluate_one(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from boneage import report
-    from boneage.predict import default_model
+    quiet_native_logs()
+    return run_command(lambda: _evaluate(args))
 
+
+def _evaluate(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Any]] = {}
-    try:
-        if args.images and not args.labels:
-            raise ValueError("--images needs --labels (the ground truth)")
-        models = args.compare or [args.model or str(default_model())]
-        for mp in models:
-            data = None if args.images else (args.data or _default_data(mp))
-            if not data and not args.images:
-                raise ValueError(
-                    f"{mp}: no --data given and the run records none (or use --images)"
-                )
-            results[mp] = evaluate_one(
-                mp, data, args.split, args.tta, args.bootstrap, args.batch_size,
-                args.images, args.labels,
-            )  # fmt: skip
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.images and not args.labels:
+        raise ValueError("--images needs --labels (the ground truth)")
+    models = args.compare or [args.model or str(default_model())]
+    for mp in models:
+        data = None if args.images else (args.data or _default_data(mp))
+        if not data and not args.images:
+            raise ValueError(f"{mp}: no --data given and the run records none (or use --images)")
+        results[mp] = evaluate_one(
+            mp, data, args.split, args.tta, args.bootstrap, args.batch_size,
+            args.images, args.labels,
+        )  # fmt: skip
     if args.compare:
         table = report.compare_table({k: _public(v) for k, v in results.items()})
         print(table)

@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from boneage.cli import quiet_native_logs, run_command
 from boneage.settings import LOCALISERS, MODES
 
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--engine",
         choices=("native", "opencv"),
         default="native",
-        help="opencv runs the same job through boneage.reference (cv2), for comparison",
+        help="opencv runs the same job through boneage.ingest.reference (cv2), for comparison",
     )
     p.add_argument("--mode", choices=MODES, default="crop",
                    help="crop: the paper's hand crop, CLAHE, pad, resize; squash: the whole "
@@ -101,53 +102,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("GLOG_minloglevel", "3")
-    from boneage.bulk import Options, run
-    from boneage.splits import parse_fractions
+    quiet_native_logs()
+    return run_command(
+        lambda: _preprocess(args), interrupted="interrupted: rerun with --resume to continue"
+    )
 
-    try:
-        if args.size < 1 or args.part_size < 1 or args.shards < 0 or args.workers < 0:
-            raise ValueError("--size and --part-size must be >= 1; --shards, --workers >= 0")
-        if args.split_by and args.val_fraction:
-            raise ValueError("--split-by and --val-fraction are alternatives: give one")
-        opts = Options(
-            inputs=args.inputs,
-            out=args.out,
-            labels=args.labels,
-            localiser=args.localiser,
-            engine=args.engine,
-            size=args.size,
-            clip_limit=args.clip_limit,
-            tile_grid=tuple(args.tile_grid),
-            mode=args.mode,
-            shards=args.shards,
-            compression="GZIP" if args.gzip else None,
-            split_by=parse_fractions(args.split_by) if args.split_by else None,
-            seed=args.seed,
-            val_fraction=args.val_fraction,
-            workers=args.workers,
-            resume=args.resume,
-            part_size=args.part_size,
-            keep_work=args.keep_work,
-            sheet=args.contact_sheet,
-            max_pixels=args.max_pixels,
-            progress=not args.quiet and sys.stderr.isatty(),
-        )
-        summary = run(opts)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun with --resume to continue", file=sys.stderr)
-        return 130
-    except Exception as e:
-        # Bad input is handled per item above; whatever still gets here is fatal, and a user
-        # gets one line for it (BONEAGE_DEBUG=1 shows the traceback for a bug report).
-        if os.environ.get("BONEAGE_DEBUG"):
-            raise
-        print(f"error: {type(e).__name__}: {e} (set BONEAGE_DEBUG=1 for details)", file=sys.stderr)
-        return 2
+
+def _preprocess(args: argparse.Namespace) -> int:
+    from boneage.ingest.bulk import Options, run
+    from boneage.ingest.splits import parse_fractions
+
+    if args.size < 1 or args.part_size < 1 or args.shards < 0 or args.workers < 0:
+        raise ValueError("--size and --part-size must be >= 1; --shards, --workers >= 0")
+    if args.split_by and args.val_fraction:
+        raise ValueError("--split-by and --val-fraction are alternatives: give one")
+    opts = Options(
+        inputs=args.inputs,
+        out=args.out,
+        labels=args.labels,
+        localiser=args.localiser,
+        engine=args.engine,
+        size=args.size,
+        clip_limit=args.clip_limit,
+        tile_grid=tuple(args.tile_grid),
+        mode=args.mode,
+        shards=args.shards,
+        compression="GZIP" if args.gzip else None,
+        split_by=parse_fractions(args.split_by) if args.split_by else None,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        workers=args.workers,
+        resume=args.resume,
+        part_size=args.part_size,
+        keep_work=args.keep_work,
+        sheet=args.contact_sheet,
+        max_pixels=args.max_pixels,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    summary = run(opts)
     print(
         f"{summary.ok} of {summary.total} inputs written in {summary.seconds:.1f} s "
         f"({summary.images_per_s:.1f} images/s); {summary.skipped} skipped",

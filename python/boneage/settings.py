@@ -27,6 +27,24 @@ LOCALISERS: tuple[str, ...] = ("auto", "mediapipe", "native", "none")
 SETTINGS_FILE = "preprocessing.json"
 """The name of the settings file that sits next to the shards."""
 
+MALE_VALUES = frozenset({"true", "t", "1", "m", "male", "yes", "y"})
+FEMALE_VALUES = frozenset({"false", "f", "0", "female", "no", "n"})
+"""How label files, the command line and DICOM ``PatientSex`` spell sex (lower-cased)."""
+
+
+def parse_sex(value: str | int | bool | None) -> int | None:
+    """1 for male, 0 for female, None when ``value`` names neither.
+
+    The one vocabulary for every source of sex (label CSVs, ``--sex``, ``Predictor``), so a
+    value accepted in one place means the same everywhere.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    key = str(value).strip().lower()
+    return 1 if key in MALE_VALUES else 0 if key in FEMALE_VALUES else None
+
 
 @dataclass(frozen=True)
 class Preprocessing:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from boneage.predict import SHIPPED
+from boneage.cli import quiet_native_logs, run_command
+from boneage.inference import SHIPPED
 
 MAX_BYTES = 30 * 2**20
 """The repository may carry one large file, the shipped model, of at most 30 MB."""
@@ -35,7 +35,7 @@ MAX_BYTES = 30 * 2**20
 
 def choose_tta(model: Any, data: str, split: str, candidates: Sequence[int]) -> dict[int, float]:
     """Validation MAE for each TTA count (the caller picks the smallest)."""
-    from boneage.evaluation import predict_split
+    from boneage.evaluation.predictions import predict_split
 
     out = {}
     for n in candidates:
@@ -54,9 +54,10 @@ def recalibrate_bn(model: Any, data: str, split: str, batch_size: int = 128) -> 
     """
     import keras
 
-    from boneage.evaluation import load_split, to_model_inputs
+    from boneage.evaluation.predictions import to_model_inputs
+    from boneage.shards import read_split
 
-    images, male, _age, _ids = load_split(data, split)
+    images, male, _age, _ids = read_split(data, split)
     order = np.random.default_rng(0).permutation(len(images))
     layers = [lay for lay in model.layers if isinstance(lay, keras.layers.BatchNormalization)]
     saved = [layer.momentum for layer in layers]
@@ -119,12 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--split", default="val", help="validation split used to choose the TTA")
     p.add_argument("--tta", type=int, nargs="+", default=[0, 4, 8], help="TTA counts to try")
     args = p.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        result = ship(args.run, args.data, args.split, args.tta)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    quiet_native_logs()
+    return run_command(lambda: _print(ship(args.run, args.data, args.split, args.tta)))
+
+
+def _print(result: dict[str, Any]) -> int:
     print(json.dumps(result, indent=2))
     return 0
 

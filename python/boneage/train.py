@@ -20,11 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from boneage.cli import run_command
 from boneage.settings import LOCALISERS, MODES
-
-DEMO_SIZES = {"train": 2000, "val": 300, "test": 300}
-DEMO_IMAGE_SIZE = 64
-DEMO_EPOCHS = 12
+from boneage.training.demo import DEMO_EPOCHS, DEMO_IMAGE_SIZE, DEMO_SIZES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,15 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from boneage.distribution import split_cpu_for_tests
+    from boneage.training.distribution import split_cpu_for_tests
 
     split_cpu_for_tests()
-    from boneage.training import TrainConfig, train
+    from boneage.training.loop import TrainConfig, train
 
     data = Path(args.data) if args.data else None
     demo = False
     if data is None:
-        from boneage.demo_data import find_dataset
+        from boneage.training.demo import find_dataset
 
         data = find_dataset()
         demo = data is None
@@ -170,25 +168,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             "then python -m boneage.train --data data/rsna",
             flush=True,
         )
-    try:
+
+    def body() -> int:
         metrics = train(cfg, resume=args.resume)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: the best checkpoint is in {out}; --resume continues", file=sys.stderr
-        )
-        return 130
-    print(json.dumps(metrics, indent=2))
-    print(f"run directory: {out}")
-    return 0
+        print(json.dumps(metrics, indent=2))
+        print(f"run directory: {out}")
+        return 0
+
+    return run_command(
+        body, interrupted=f"interrupted: the best checkpoint is in {out}; --resume continues"
+    )
 
 
 def _init_path(init_from: str) -> Path:
     """``--init-from``'s model file; ``shipped`` is the model packaged with boneage."""
     from boneage import modelio
-    from boneage.predict import default_model
+    from boneage.inference import default_model
 
     return modelio.resolve(default_model() if init_from == "shipped" else init_from)
 

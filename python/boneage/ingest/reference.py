@@ -93,7 +93,7 @@ def preprocess_file(
 
 
 def squash(img: np.ndarray, pp: Any) -> np.ndarray:
-    """The ``squash`` mode (:func:`boneage.preparation.squash`) with OpenCV: whole film
+    """The ``squash`` mode (:func:`boneage.ingest.preparation.squash`) with OpenCV: whole film
     INTER_AREA-resized to ``pp.image_size`` squared, then CLAHE."""
     side = int(pp.image_size)
     small = img if img.shape == (side, side) else resize_area(img, side, side)

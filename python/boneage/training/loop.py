@@ -10,12 +10,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from boneage import _native as native
+from boneage import modelio
+from boneage.evaluation import metrics as m
+from boneage.evaluation import report
+from boneage.evaluation.predictions import predict_split
 from boneage.settings import SETTINGS_FILE, Preprocessing
+from boneage.shards import find_shards, make_dataset
+from boneage.shards.arrays import split_mean_age
+from boneage.training import distribution
+from boneage.training.callbacks import standard_callbacks
+from boneage.training.demo import DEMO_SIZES, make_synthetic
+from boneage.training.schedules import WarmupCosine
 
 
 @dataclass
@@ -88,8 +98,6 @@ def check_records_match(cfg: TrainConfig, pp: Preprocessing) -> None:
     Copying shards of another preprocessing run into the folder leaves a settings file that
     describes only some of them; the record size is the cheap tell.
     """
-    from boneage import _native as native
-    from boneage.data import find_shards
 
     for split in (cfg.train_split, cfg.val_split):
         for f in find_shards(cfg.data, split):
@@ -114,9 +122,7 @@ def _policy(mode: str) -> str:
     if mode == "on":
         return "mixed_float16"
     # auto: only where it pays (a GPU); CPUs are slower in float16.
-    from boneage.distribution import devices
-
-    gpu = any("gpu" in d.lower() or "cuda" in d.lower() for d in devices())
+    gpu = any("gpu" in d.lower() or "cuda" in d.lower() for d in distribution.devices())
     return (
         "mixed_float16"
         if gpu and keras.backend.backend() != "jax"
@@ -128,9 +134,6 @@ def datasets(cfg: TrainConfig) -> tuple[Any, Any, int, int]:
     """(train, val, number of training cases, steps per epoch) for the current backend."""
     import keras
 
-    from boneage import _native as native
-    from boneage.data import find_shards
-
     n_train = native.count_records([str(f) for f in find_shards(cfg.data, cfg.train_split)])
     if n_train < cfg.batch_size:
         raise ValueError(
@@ -139,13 +142,11 @@ def datasets(cfg: TrainConfig) -> tuple[Any, Any, int, int]:
         )
     steps = cfg.steps_per_epoch or n_train // cfg.batch_size
     if keras.backend.backend() == "tensorflow":
-        from boneage.data import make_dataset
-
         train = make_dataset(cfg.data, cfg.train_split, cfg.batch_size, cfg.image_size,
                              training=True, augment=cfg.augment, seed=cfg.seed)  # fmt: skip
         val = make_dataset(cfg.data, cfg.val_split, cfg.batch_size, cfg.image_size, training=False)
     else:
-        from boneage.pydataset import ShardDataset
+        from boneage.shards.pydataset import ShardDataset  # imports keras: after the backend
 
         train = ShardDataset(cfg.data, cfg.train_split, cfg.batch_size, cfg.image_size,
                              training=True, augment=cfg.augment, seed=cfg.seed)  # fmt: skip
@@ -158,7 +159,6 @@ def compile_model(model: Any, cfg: TrainConfig, total_steps: int) -> None:
     import keras
 
     from boneage.models.losses import GaussianNLL, Huber, mean_absolute_error_of_mean
-    from boneage.schedules import WarmupCosine
 
     schedule = WarmupCosine(peak_lr=cfg.lr, total_steps=total_steps, warmup_fraction=cfg.warmup)
     optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
@@ -179,7 +179,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Trains, checkpoints, evaluates on the test split; returns the test metrics."""
     import keras
 
-    from boneage import distribution, modelio
     from boneage.models import build_model
 
     out = Path(cfg.out)
@@ -198,9 +197,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     keras.mixed_precision.set_global_policy(policy)
 
     if cfg.demo:
-        from boneage.demo_data import make_synthetic
-        from boneage.train import DEMO_SIZES
-
         cfg.demo_sizes = cfg.demo_sizes or dict(DEMO_SIZES)
         make_synthetic(Path(cfg.data), cfg.demo_sizes, cfg.image_size or 64, cfg.seed)
     pp = data_preprocessing(cfg)
@@ -234,17 +230,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         elif cfg.init_from:
             model = warm_start(cfg, pp)
         else:
-            from boneage.evaluation import training_mean_age
-
             # Starting the output at the mean age spares the first epochs a 127-month climb.
             model = build_model(cfg.model, cfg.image_size, uncertainty=cfg.uncertainty,
-                                mean_bias=training_mean_age(cfg.data, cfg.train_split))  # fmt: skip
+                                mean_bias=split_mean_age(cfg.data, cfg.train_split))  # fmt: skip
         compile_model(model, cfg, total_steps)
         if resume:
             # Put the optimizer's step where the schedule left it.
             model.optimizer.iterations.assign(initial_epoch * steps)
     monitor = "val_mean_absolute_error_of_mean" if cfg.uncertainty else "val_mae"
-    callbacks = _callbacks(cfg, out, meta, monitor, resume)
+    callbacks = standard_callbacks(out, meta, monitor, resume, cfg.patience, cfg.max_minutes)
     try:
         model.fit(
             train_ds,
@@ -266,8 +260,6 @@ def warm_start(cfg: TrainConfig, pp: Preprocessing) -> Any:
     A model's architecture, output head and preprocessing travel inside it; each must be what
     this run builds and what the data holds, else the run would silently train something else.
     """
-    from boneage import modelio
-
     model, meta = modelio.load(cfg.init_from)
     if meta.model_name and meta.model_name != cfg.model:
         raise ValueError(
@@ -287,70 +279,7 @@ def warm_start(cfg: TrainConfig, pp: Preprocessing) -> Any:
     return model
 
 
-def _callbacks(cfg: TrainConfig, out: Path, meta: Any, monitor: str, resume: bool) -> list[Any]:
-    import keras
-
-    from boneage import modelio
-
-    class Checkpoints(keras.callbacks.Callback):
-        """best.keras when the monitored MAE improves, last.keras + state.json every epoch."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.best = math.inf
-            if resume and (out / "state.json").exists():
-                self.best = json.loads((out / "state.json").read_text()).get("best", math.inf)
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            value = float((logs or {}).get(monitor, math.inf))
-            if value < self.best:
-                self.best = value
-                modelio.save(self.model, out / "best.keras", meta)
-            modelio.save(self.model, out / "last.keras", meta)
-            (out / "state.json").write_text(json.dumps({"epoch": epoch + 1, "best": self.best}))
-
-    class TimeLimit(keras.callbacks.Callback):
-        """Stops after the epoch that crosses the time budget (best weights still restored)."""
-
-        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-            import time
-
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            import time
-
-            if cfg.max_minutes and time.perf_counter() - self.start > cfg.max_minutes * 60:
-                self.model.stop_training = True
-
-    callbacks = [
-        TimeLimit(),
-        Checkpoints(),
-        keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=cfg.patience, restore_best_weights=True, mode="min"
-        ),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
-        keras.callbacks.TerminateOnNaN(),
-    ]
-    # Keras writes TensorBoard logs through TensorFlow; GPU servers with only JAX or PyTorch
-    # still train, with history.csv and the plots as the record.
-    if _has_tensorflow():
-        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False))
-    return callbacks
-
-
-def _has_tensorflow() -> bool:
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec("tensorflow") is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def _plots(out: Path, cfg: TrainConfig, total_steps: int) -> None:
-    from boneage import report
-    from boneage.schedules import WarmupCosine
 
     if (out / "history.csv").exists() and (out / "history.csv").stat().st_size > 0:
         try:
@@ -373,10 +302,6 @@ def finish(
     n_train: int,
 ) -> dict[str, Any]:
     """Saves the final models and evaluates the best one on the test split."""
-    from boneage import metrics as m
-    from boneage import modelio
-    from boneage.data import find_shards
-    from boneage.evaluation import predict_split, training_mean_age
 
     modelio.save(model, out / "last.keras", meta)
     if not (out / "best.keras").exists():
@@ -388,7 +313,7 @@ def finish(
     except (FileNotFoundError, ValueError):
         split = cfg.val_split  # no test split: report on validation, and say so
     pred = predict_split(best, cfg.data, split, batch_size=cfg.batch_size)
-    mean_age = training_mean_age(cfg.data, cfg.train_split)
+    mean_age = split_mean_age(cfg.data, cfg.train_split)
     result = m.regression_metrics(pred.y_true, pred.y_pred)
     result.update(
         split=split,

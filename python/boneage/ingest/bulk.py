@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 
 from boneage import _native as native
-from boneage import hands
-from boneage.labels import LabelTable, read_labels
-from boneage.preparation import squash
+from boneage.ingest import hands
+from boneage.ingest.labels import LabelTable, read_labels
+from boneage.ingest.preparation import squash
+from boneage.ingest.sources import Item, check_inputs, count_items, iter_items, read_regular
+from boneage.ingest.splits import stratified_split, val_from_train
 from boneage.settings import Preprocessing
-from boneage.sources import Item, check_inputs, count_items, iter_items, read_regular
-from boneage.splits import stratified_split, val_from_train
 
 MANIFEST_COLUMNS = [
     "id", "split", "source", "status", "reason", "localiser",
@@ -350,7 +350,7 @@ class Job:
             for i, _, reason in errors:
                 pre[i] = _clean(reason)
         else:
-            from boneage import reference
+            from boneage.ingest import reference
 
             pre = [
                 reference.preprocess(img, c, o.size, o.clip_limit, o.tile_grid)
@@ -379,7 +379,7 @@ class Job:
                 if self.o.engine == "native":
                     pre = squash(img, self.pp)
                 else:
-                    from boneage import reference
+                    from boneage.ingest import reference
 
                     pre = reference.squash(img, self.pp)
             except ValueError as e:
@@ -395,7 +395,7 @@ class Job:
             for i, _, reason in errors:
                 out[i] = _clean(reason)
             return out
-        from boneage import reference
+        from boneage.ingest import reference
 
         out = []
         for d in datas:
@@ -474,7 +474,7 @@ class Job:
             Counter(_reason_key(r["reason"]) for r in rows if r["status"] != "ok")
         )
         if self.sheet:
-            from boneage.contact import contact_sheet
+            from boneage.ingest.contact import contact_sheet
 
             imgs, boxes, labels, locs = zip(*self.sheet, strict=True)
             contact_sheet(imgs, boxes, labels, locs, self.out / "contact_sheet.png")

@@ -197,7 +197,7 @@ def summary(
     ``[low, high]`` interval per metric; ``by_sex`` and ``by_age_band`` (:func:`by_group`,
     each group with an ``mae_ci``); ``baseline_mae`` (the training mean's MAE, from
     ``train_ages``, else ``None``). Callers may add their own keys (``params``, ``loss``,
-    ``model``), which :func:`boneage.report.compare_table` picks up.
+    ``model``), which :func:`boneage.evaluation.report.compare_table` picks up.
     """
     t, p = _pair(y_true, y_pred)
     out: dict[str, Any] = dict(regression_metrics(t, p))

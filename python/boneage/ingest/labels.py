@@ -27,15 +27,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boneage.sources import read_regular
+from boneage.ingest.sources import read_regular
+from boneage.settings import parse_sex
 
 MAX_LABEL_BYTES = 256 << 20
 """A label CSV above this is refused (the RSNA ones are well under a megabyte)."""
 MAX_AGE_MONTHS = 240.0
 """Bone ages above 20 years are outside every paediatric atlas: treated as a data error."""
-
-MALE_VALUES = {"true": 1, "t": 1, "1": 1, "m": 1, "male": 1, "yes": 1, "y": 1}
-FEMALE_VALUES = {"false": 0, "f": 0, "0": 0, "female": 0, "no": 0, "n": 0}
 
 
 @dataclass(frozen=True)
@@ -93,15 +91,6 @@ def normalise_id(raw: str) -> str:
     if text.endswith(".0") and text[:-2].isdigit():
         text = text[:-2]
     return text
-
-
-def parse_sex(raw: str) -> int | None:
-    value = raw.strip().lower()
-    if value in MALE_VALUES:
-        return MALE_VALUES[value]
-    if value in FEMALE_VALUES:
-        return FEMALE_VALUES[value]
-    return None
 
 
 def parse_age(raw: str) -> float | None:

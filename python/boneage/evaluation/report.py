@@ -4,7 +4,7 @@ The figures follow the paper: training curves of loss, MAE, R^2 and RMSE in log 
 (Figures 7 and 8), the learning-rate schedule (Figure 9), and for the test set a scatter of
 prediction against truth, a Bland-Altman plot and an error histogram. :func:`write_report`
 puts them in ``report.md`` with the metrics and their bootstrap intervals from
-:func:`boneage.metrics.summary`; :func:`compare_table` sets models side by side like the
+:func:`boneage.evaluation.metrics.summary`; :func:`compare_table` sets models side by side like the
 paper's Table IV.
 
 Matplotlib is driven through :class:`~matplotlib.figure.Figure` and the Agg canvas
@@ -147,7 +147,7 @@ def plot_schedule(
 ) -> Path:
     """Figure 9: learning rate against step; a mapping of schedules gives one panel each.
 
-    Takes a :class:`boneage.schedules.WarmupCosine` (evaluated in NumPy) or any callable
+    Takes a :class:`boneage.training.schedules.WarmupCosine` (evaluated in NumPy) or any callable
     ``step -> rate`` (a Keras schedule is called per step). The end of the warm-up is
     marked when the schedule says where it is (``warmup_steps``).
     """
@@ -257,8 +257,9 @@ def _with_ci(value: Any, ci: Any, digits: int = 2) -> str:
 
 
 def _overall(summary: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The overall metrics: a :func:`~boneage.metrics.summary` or :func:`regression_metrics`
-    dict holds them at the top; a nested ``overall`` mapping is read too."""
+    """The overall metrics: a :func:`~boneage.evaluation.metrics.summary` or
+    :func:`regression_metrics` dict holds them at the top; a nested ``overall`` mapping is read
+    too."""
     overall = summary.get("overall")
     return overall if isinstance(overall, Mapping) else summary
 
@@ -281,7 +282,7 @@ def write_report(
 ) -> Path:
     """Writes ``out_dir/report.md``: metrics with their intervals, subgroup tables, figures.
 
-    ``summary`` is what :func:`boneage.metrics.summary` returns; ``plots`` are PNGs (a
+    ``summary`` is what :func:`boneage.evaluation.metrics.summary` returns; ``plots`` are PNGs (a
     mapping gives them captions), linked by paths relative to ``out_dir`` so the folder
     can be moved as a whole. Returns the report's path.
     """

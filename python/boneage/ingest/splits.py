@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 
-from boneage.labels import Label
+from boneage.ingest.labels import Label
 
 
 def parse_fractions(spec: str) -> dict[str, float]:

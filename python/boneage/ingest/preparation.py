@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from boneage import _native as native
-from boneage import hands
+from boneage.ingest import hands
 from boneage.settings import Preprocessing
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 
 from boneage import _native as native
+from boneage.shards.arrays import read_split
+from boneage.shards.augment import Augment, augment_batch
 
 
 @dataclass
@@ -22,29 +24,6 @@ class Predictions:
     y_pred: np.ndarray
     male: np.ndarray
     sigma: np.ndarray | None
-
-
-def load_split(
-    data: str | os.PathLike[str], split: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """All images (uint8, N x H x W), male, age and ids of one split, in shard order."""
-    from boneage.data import find_shards
-
-    files = find_shards(data, split)
-    images, male, age, ids = [], [], [], []
-    for ex in native.read_examples([str(f) for f in files]):
-        images.append(ex["image"])
-        male.append(ex.get("male", -1))
-        age.append(ex.get("age", np.nan))
-        ids.append(ex["id"])
-    if not images:
-        raise ValueError(f"split {split!r} in {data} has no records")
-    return (
-        np.stack(images),
-        np.asarray(male, np.float32),
-        np.asarray(age, np.float32),
-        ids,
-    )
 
 
 def to_model_inputs(images: np.ndarray, male: np.ndarray, size: int) -> dict[str, np.ndarray]:
@@ -78,9 +57,6 @@ def predict_arrays(
     inputs = to_model_inputs(images, male, size)
     mean, sigma = split_prediction(model.predict(inputs, batch_size=batch_size, verbose=0))
     if tta > 0:
-        from boneage.data import Augment
-        from boneage.pydataset import augment_batch
-
         cfg = Augment(rotation=5.0, shift=0.03, zoom=0.05, brightness=0.05, contrast=0.05)
         rng = np.random.default_rng(seed)
         runs = [mean]
@@ -99,23 +75,9 @@ def predict_arrays(
 def predict_split(
     model: Any, data: str | os.PathLike[str], split: str, batch_size: int = 64, tta: int = 0
 ) -> Predictions:
-    images, male, age, ids = load_split(data, split)
+    images, male, age, ids = read_split(data, split)
     mean, sigma = predict_arrays(model, images, male, batch_size, tta)
     return Predictions(ids, age.astype(np.float64), mean, male, sigma)
-
-
-def training_mean_age(data: str | os.PathLike[str], split: str = "train") -> float:
-    """Mean bone age of a split: what the predict-the-mean baseline predicts."""
-    from boneage.data import find_shards
-
-    ages = [
-        ex["age"]
-        for ex in native.read_examples([str(f) for f in find_shards(data, split)])
-        if ex.get("age") is not None
-    ]
-    if not ages:
-        raise ValueError(f"no labelled records in split {split!r} of {data}")
-    return float(np.mean(ages))
 
 
 def predict_files(

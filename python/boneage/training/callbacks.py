@@ -1,0 +1,90 @@
+"""The callbacks of a training run: checkpoints, a time budget, early stopping, logs.
+
+Module-level classes (not closures inside the loop) so each can be read, tested and reused on
+its own; :func:`standard_callbacks` is the set every run uses.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from boneage import modelio
+
+__all__ = ["Checkpoints", "TimeLimit", "standard_callbacks"]
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """``best.keras`` when the monitored MAE improves; ``last.keras`` + ``state.json`` every
+    epoch, so ``--resume`` restarts from the last finished epoch with the best score kept."""
+
+    def __init__(self, out: Path, meta: modelio.ModelMeta, monitor: str, resume: bool) -> None:
+        super().__init__()
+        self.out, self.meta, self.monitor = out, meta, monitor
+        self.best = math.inf
+        state = out / "state.json"
+        if resume and state.exists():
+            self.best = json.loads(state.read_text()).get("best", math.inf)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        value = float((logs or {}).get(self.monitor, math.inf))
+        if value < self.best:
+            self.best = value
+            modelio.save(self.model, self.out / "best.keras", self.meta)
+        modelio.save(self.model, self.out / "last.keras", self.meta)
+        (self.out / "state.json").write_text(json.dumps({"epoch": epoch + 1, "best": self.best}))
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops after the epoch that crosses ``max_minutes`` (the best weights are still
+    restored by early stopping), so a long run ends inside a known time budget."""
+
+    def __init__(self, max_minutes: float | None) -> None:
+        super().__init__()
+        self.max_minutes = max_minutes
+        self.start = time.perf_counter()
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.max_minutes and time.perf_counter() - self.start > self.max_minutes * 60:
+            self.model.stop_training = True
+
+
+def has_tensorflow() -> bool:
+    """Whether TensorFlow is installed (Keras writes TensorBoard logs through it)."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def standard_callbacks(
+    out: Path,
+    meta: modelio.ModelMeta,
+    monitor: str,
+    resume: bool,
+    patience: int,
+    max_minutes: float | None,
+) -> list[Any]:
+    callbacks: list[Any] = [
+        TimeLimit(max_minutes),
+        Checkpoints(out, meta, monitor, resume),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=patience, restore_best_weights=True, mode="min"
+        ),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    # GPU servers with only JAX or PyTorch still train, with history.csv and the plots as
+    # the record.
+    if has_tensorflow():
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "logs"), write_graph=False))
+    return callbacks
