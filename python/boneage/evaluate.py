@@ -87,7 +87,7 @@ def evaluate_one(
     else:
         assert data is not None
         model, meta = modelio.load(model_path)
-        tta = meta.tta if tta is None else tta
+        tta = meta.tta_or(tta)
         stored = Preprocessing.read(data)
         if stored is not None and stored != meta.preprocessing:
             raise ValueError(

@@ -35,6 +35,10 @@ class ModelMeta:
         """Test-time augmentation copies this model is meant to be used with (0: none)."""
         return int(self.extra.get("tta", 0))
 
+    def tta_or(self, given: int | None) -> int:
+        """The caller's TTA count when given, else the model's own (chosen on validation)."""
+        return self.tta if given is None else int(given)
+
 
 def save(model: Any, path: str | os.PathLike[str], meta: ModelMeta) -> Path:
     """Saves ``model`` as ``.keras`` with ``meta`` embedded; atomic (temp file + rename)."""
