@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from boneage import _native as native
-from boneage.ingest import hands
+from boneage.ingest import dicom, hands
 from boneage.ingest.labels import LabelTable, read_labels
 from boneage.ingest.preparation import squash
 from boneage.ingest.sources import Item, check_inputs, count_items, iter_items, read_regular
@@ -40,7 +40,7 @@ from boneage.settings import Preprocessing
 
 MANIFEST_COLUMNS = [
     "id", "split", "source", "status", "reason", "localiser",
-    "x0", "y0", "x1", "y1", "width", "height", "male", "age",
+    "x0", "y0", "x1", "y1", "width", "height", "male", "age", *dicom.MANIFEST_FIELDS,
 ]  # fmt: skip
 RECORDS_PER_SHARD = 1000
 JOB_FILE = "job.json"
@@ -146,10 +146,13 @@ class Job:
             return "unlabeled"
         return label.split or "train"
 
-    def fill_label(self, row: dict[str, Any]) -> None:
+    def fill_label(self, row: dict[str, Any], info: dicom.DicomInfo | None = None) -> None:
+        """The row's label; with none, a DICOM's ``PatientSex`` still gives ``male``."""
         label = self.table.get(row["id"])
         if label is not None:
             row["male"], row["age"] = label.male, label.age_months
+        elif info is not None and info.male is not None:
+            row["male"] = info.male
 
     def job_record(self) -> dict[str, Any]:
         """What besides the preprocessing settings decides this run's output: the parts
@@ -237,6 +240,7 @@ class Job:
     def process_part(self, p: int, items: list[Item], seen: dict[str, str]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         todo: list[tuple[int, Item, bytes]] = []
+        infos: dict[int, dicom.DicomInfo] = {}
         for item in items:
             split = self.split_of(item.case_id) if item.case_id else ""  # "": a whole archive
             row = _row(item.source, item.case_id, split, "skipped")
@@ -244,7 +248,7 @@ class Job:
             if item.skip:  # a link, FIFO, hidden file, damaged member: never read
                 row["reason"] = item.skip
                 continue
-            if not item.is_image:
+            if not item.is_image and not dicom.may_be_dicom(item.source):
                 row["reason"] = f"not an image ({Path(item.source).suffix or 'no extension'})"
                 continue
             problem = self.table.problems.get(item.case_id)
@@ -261,6 +265,15 @@ class Job:
             except OSError as e:
                 row["reason"] = f"unreadable: {e}"
                 continue
+            if dicom.is_dicom(data):
+                decoded = self.from_dicom(data, row)
+                if decoded is None:
+                    continue
+                data, infos[len(todo)] = decoded
+            elif not item.is_image:
+                suffix = Path(item.source).suffix or "no extension"
+                row["reason"] = f"not an image ({suffix}, not DICOM)"
+                continue
             todo.append((len(rows) - 1, item, data))
 
         results = self.localise_and_preprocess(
@@ -269,7 +282,7 @@ class Job:
         tmp = self.work / f"part-{p:05d}"
         writer = native.ShardWriter(str(self.work), f"part-{p:05d}", 1)
         try:
-            for (ri, item, data), res in zip(todo, results, strict=True):
+            for k, ((ri, item, data), res) in enumerate(zip(todo, results, strict=True)):
                 row = rows[ri]
                 if isinstance(res, str):
                     row["reason"] = res
@@ -284,12 +297,12 @@ class Job:
                     status="ok", localiser=info["localiser"], x0=x0, y0=y0, x1=x1, y1=y1,
                     width=info["width"], height=info["height"],
                 )  # fmt: skip
-                self.fill_label(row)
+                self.fill_label(row, infos.get(k))
                 label = self.table.get(item.case_id)
                 writer.write(
                     image,
                     item.case_id,
-                    male=None if label is None else label.male,
+                    male=None if row["male"] == "" else int(row["male"]),
                     age=None if label is None else label.age_months,
                     split=row["split"],
                     source=item.source,
@@ -303,6 +316,19 @@ class Job:
             writer.close()
         _write_csv(tmp.with_suffix(".csv"), rows)  # the part's "done" marker, written last
         return rows
+
+    def from_dicom(self, data: bytes, row: dict[str, Any]) -> tuple[bytes, dicom.DicomInfo] | None:
+        """A DICOM input as the lossless PNG of its display image, so that from here on it
+        takes the path every PNG takes; None (the row says why) when it cannot be read.
+        The row gets the DICOM-derived manifest columns either way."""
+        try:
+            image = dicom.read_dicom(data, self.o.max_pixels)
+        except dicom.DicomError as e:
+            row.update(e.fields)
+            row["reason"] = f"bad DICOM: {e}"
+            return None
+        row.update(image.info.manifest_fields())
+        return dicom.png_bytes(image.pixels), image.info
 
     def thumbnail(
         self, data: bytes, info: dict[str, Any], case_id: str

@@ -86,7 +86,7 @@ def normalise_id(raw: str) -> str:
     """``'1377'``, ``' 1377 '``, ``'1377.0'`` and ``'1377.png'`` all name case ``'1377'``."""
     text = raw.strip()
     stem, ext = os.path.splitext(text)
-    if ext.lower() in {".png", ".jpg", ".jpeg"}:
+    if ext.lower() in {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}:
         text = stem
     if text.endswith(".0") and text[:-2].isdigit():
         text = text[:-2]
@@ -166,6 +166,56 @@ def read_labels(paths: list[str | os.PathLike[str]]) -> LabelTable:
         except csv.Error as e:
             raise ValueError(f"{path}:{reader.line_num}: not a readable CSV file ({e})") from None
     return table
+
+
+@dataclass
+class SexTable:
+    """Sex per case id, for prediction; ``problems`` names the ids whose rows cannot say."""
+
+    male: dict[str, int] = field(default_factory=dict)
+    problems: dict[str, str] = field(default_factory=dict)
+
+
+def read_sexes(paths: list[str | os.PathLike[str]]) -> SexTable:
+    """Sex per case id from label CSVs of any schema :func:`read_labels` accepts.
+
+    Prediction needs only sex: a patient being estimated has no ground-truth bone age, so
+    the age column may be empty or missing. Two rows that disagree on a case's sex make it a
+    problem (trust neither), as in :func:`read_labels`.
+    """
+    table = SexTable()
+    for p in paths:
+        path = Path(p)
+        reader = csv.reader(io.StringIO(read_text(path), newline=""))
+        try:
+            header = [h.strip() for h in next(reader, [])]
+            schema = _sex_schema(header, path)
+            for raw in reader:
+                row = dict(zip(header, [v.strip() for v in raw], strict=False))
+                _add_sex(table, normalise_id(row.get(schema.id_col) or ""), row.get(schema.sex_col))
+        except csv.Error as e:
+            raise ValueError(f"{path}:{reader.line_num}: not a readable CSV file ({e})") from None
+    return table
+
+
+def _sex_schema(header: list[str], path: Path) -> Schema:
+    for schema in SCHEMAS:
+        if {schema.id_col, schema.sex_col} <= set(header):
+            return schema
+    raise ValueError(
+        f"{path}: unrecognised label CSV header {header}; expected an id and a sex column of "
+        "an RSNA schema (id,male | Image ID,male | Case ID,Sex)"
+    )
+
+
+def _add_sex(table: SexTable, case_id: str, value: str | None) -> None:
+    if not case_id:
+        return  # a blank line or a row without an id names no image
+    male = parse_sex(value or "")
+    if male is None:
+        table.problems.setdefault(case_id, f"unknown sex value {value!r} in the label file")
+    elif table.male.setdefault(case_id, male) != male:
+        table.problems[case_id] = "conflicting sex values in the label files"
 
 
 def _add_row(

@@ -31,7 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
+"""Names taken as images. DICOM also comes without an extension (``IM000001``) or named by
+its UID (``1.2.840...``): such items are read and recognised by content (``ingest.dicom``)."""
 MAX_MEMBER_BYTES = 512 << 20
 """A single compressed image above this is refused rather than read into memory."""
 
@@ -85,8 +87,11 @@ def _basename(name: str) -> str:
     return PurePosixPath(_posix(name)).name
 
 
-def _case_id(name: str) -> str:
-    return PurePosixPath(_posix(name)).stem
+def case_id(name: str) -> str:
+    """A file's case id: its name without the extension. A name whose last dot part is a
+    number (a DICOM UID such as ``1.2.840.113619.5``) is kept whole: that is no extension."""
+    path = PurePosixPath(_posix(name))
+    return path.name if path.suffix[1:].isdigit() else path.stem
 
 
 def _is_image(name: str) -> bool:
@@ -98,11 +103,11 @@ def _is_hidden(name: str) -> bool:
 
 
 def _entry(label: str, name: str, reader: Callable[[], bytes]) -> Item:
-    return Item(label, _case_id(name), _is_image(name), reader)
+    return Item(label, case_id(name), _is_image(name), reader)
 
 
 def _skipped(label: str, name: str, reason: str) -> Item:
-    return Item(label, _case_id(name), _is_image(name), _fail(f"{label}: {reason}"), reason)
+    return Item(label, case_id(name), _is_image(name), _fail(f"{label}: {reason}"), reason)
 
 
 def _broken(label: str, reason: str) -> Item:
