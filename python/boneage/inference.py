@@ -9,20 +9,24 @@ else the model shipped inside the package.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from boneage import _native as native
 from boneage import modelio
 from boneage.evaluation.predictions import predict_arrays
 from boneage.ingest import hands
+from boneage.ingest.dicom import DicomInfo, load_image
 from boneage.ingest.preparation import prepare
 from boneage.settings import parse_sex
 
-__all__ = ["SHIPPED", "Estimate", "Predictor", "default_model"]
+__all__ = ["SHIPPED", "Estimate", "ImageInput", "NoSexError", "Predictor", "default_model"]
+
+ImageInput = str | os.PathLike[str] | bytes | np.ndarray
+"""What an estimate starts from: a file path, the encoded bytes of a PNG, JPEG or DICOM file
+(an upload), or a decoded array."""
 
 SHIPPED = Path(__file__).resolve().parent / "shipped"
 """The shipped model's folder: inside the package, so an installed wheel has it too."""
@@ -51,6 +55,16 @@ class Estimate:
     sigma_months: float | None
     localiser: str
     box: tuple[int, int, int, int]
+    notes: list[str] = field(default_factory=list)
+    """What the caller should know about this input (a multi-frame DICOM's frame, a given
+    sex that disagrees with the DICOM's)."""
+    dicom: dict[str, str] | None = None
+    """For a DICOM input: its SOP Instance UID, photometric interpretation, bits, transfer
+    syntax and the value mapping used (``DicomInfo.manifest_fields``); no patient identifier."""
+
+
+class NoSexError(ValueError):
+    """An image whose sex nobody gave and whose file does not record it."""
 
 
 class Predictor:
@@ -71,12 +85,12 @@ class Predictor:
         self.tta = self.meta.tta if tta is None else int(tta)
         self._detector: Any = None
 
-    def prepare(
-        self, image: str | os.PathLike[str] | np.ndarray
-    ) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
+    def prepare(self, image: ImageInput) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
         """Decode and prepare the image as the model's training images were (its mode)."""
+        return self._prepare(load_image(image)[0])
+
+    def _prepare(self, img: np.ndarray) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
         pp = self.meta.preprocessing
-        img = image if isinstance(image, np.ndarray) else native.read_gray(image)
         if img.ndim == 3:
             import cv2
 
@@ -86,26 +100,75 @@ class Predictor:
         return prepare(img, pp, detector=self._detector)
 
     def estimate(
-        self, image: str | os.PathLike[str] | np.ndarray, male: int | bool | str
+        self,
+        image: ImageInput,
+        male: int | bool | str | None = None,
+        *,
+        default_male: int | bool | str | None = None,
     ) -> Estimate:
-        sex = parse_sex(male)
-        if sex is None:
-            raise ValueError(f"unknown sex value {male!r}: use M or F")
-        pre, loc, box = self.prepare(image)
+        """The estimate for one image. Sex: ``male`` when given, else a DICOM's
+        ``PatientSex``, else ``default_male``; an image with none is a ``ValueError``.
+
+        A DICOM is recognised by its content, whether ``image`` is a path or the bytes of
+        an upload, and decoded to the grey image its PNG would give.
+        """
+        img, info = load_image(image)
+        sex, notes = _choose_sex(male, info, default_male)
+        notes += list(info.notes) if info is not None else []
+        pre, loc, box = self._prepare(img)
         mean, sigma = predict_arrays(
             self.model, pre[None], np.array([sex], np.float32), tta=self.tta
         )
         months = float(mean[0])
         return Estimate(
-            source=str(image) if not isinstance(image, np.ndarray) else "<array>",
+            source=_source(image),
             male=sex,
             months=months,
             years=months / 12.0,
             sigma_months=None if sigma is None else float(sigma[0]),
             localiser=loc,
             box=tuple(int(v) for v in box),  # type: ignore[arg-type]
+            notes=notes,
+            dicom=None if info is None else info.manifest_fields(),
         )
 
-    def predict(self, image: str | os.PathLike[str] | np.ndarray, male: int | bool | str) -> float:
+    def predict(self, image: ImageInput, male: int | bool | str | None = None) -> float:
         """Bone age in months."""
         return self.estimate(image, male).months
+
+
+def _source(image: ImageInput) -> str:
+    if isinstance(image, np.ndarray):
+        return "<array>"
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return "<bytes>"
+    return str(image)
+
+
+def _sex(value: int | bool | str | None, what: str) -> int | None:
+    if value is None or value == "":
+        return None
+    sex = parse_sex(value)
+    if sex is None:
+        raise ValueError(f"unknown {what} {value!r}: use M or F")
+    return sex
+
+
+def _choose_sex(
+    male: int | bool | str | None, info: DicomInfo | None, default: int | bool | str | None
+) -> tuple[int, list[str]]:
+    """(0 or 1, notes): the caller's sex, else the DICOM's ``PatientSex``, else the default."""
+    given = _sex(male, "sex value")
+    found = None if info is None else info.male
+    if given is not None:
+        notes = []
+        if found is not None and found != given:
+            mf = "MF"
+            notes.append(f"sex given as {mf[1 - given]}, DICOM PatientSex says {mf[1 - found]}")
+        return given, notes
+    if found is not None:
+        return found, []
+    fallback = _sex(default, "default sex value")
+    if fallback is None:
+        raise NoSexError("no sex for this image (none given, and no DICOM PatientSex M/F)")
+    return fallback, []

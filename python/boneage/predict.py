@@ -1,6 +1,11 @@
 """Bone age for radiographs: ``python -m boneage.predict IMAGE... --sex M|F`` and
 :class:`Predictor` for other programs.
 
+Images are PNG, JPEG or DICOM (recognised by content: ``.dcm``, no extension, a UID name).
+Over a folder of mixed patients, each image's sex comes from ``--labels`` (a label CSV of any
+RSNA schema, matched by case id = file name without extension), else from its DICOM
+``PatientSex``, else from ``--sex``; an image with none is an error line for that image.
+
 Prediction repeats exactly the preprocessing the model was trained with (its mode: the hand
 crop, CLAHE, pad and resize, or the whole film squashed to a square and CLAHE), read from the
 settings embedded in the model file. With no ``--model`` (and no ``$BONEAGE_MODEL``) the
@@ -19,7 +24,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from boneage.cli import quiet_native_logs, run_command
-from boneage.inference import Estimate, Predictor
+from boneage.inference import Estimate, NoSexError, Predictor
+from boneage.ingest import dicom
+from boneage.ingest.labels import SexTable, normalise_id, read_sexes
+from boneage.ingest.sources import IMAGE_SUFFIXES, case_id
 from boneage.settings import parse_sex
 
 
@@ -29,8 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Estimate bone age (months and years) from hand radiographs.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("images", nargs="+", help="PNG/JPEG files or folders of them")
-    p.add_argument("--sex", required=True, help="M or F (applies to every image)")
+    p.add_argument("images", nargs="+", help="PNG/JPEG/DICOM files or folders of them")
+    p.add_argument("--sex",
+                   help="M or F: for images whose sex neither --labels nor their DICOM "
+                        "PatientSex gives")  # fmt: skip
+    p.add_argument("--labels", nargs="+", metavar="CSV", default=[],
+                   help="label CSVs (any RSNA schema; age may be empty) giving each image's "
+                        "sex by case id")  # fmt: skip
     p.add_argument("--model", help="model file or run directory (default: the shipped model)")
     p.add_argument("--tta", type=int,
                    help="test-time augmentation copies to average (default: the number the "
@@ -46,10 +59,17 @@ def _expand(paths: list[str]) -> list[Path]:
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in {".png", ".jpg", ".jpeg"})
+            out += sorted(f for f in p.rglob("*") if _is_input(f))
         else:
             out.append(p)
     return out
+
+
+def _is_input(path: Path) -> bool:
+    """A folder entry to estimate: an image by name, or a file that starts like DICOM."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return path.is_file()
+    return dicom.may_be_dicom(path.name) and dicom.file_is_dicom(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,20 +82,39 @@ def _predict(args: argparse.Namespace) -> int:
     paths = _expand(args.images)
     if not paths:  # an empty folder is a mistake to report, not an empty table to print
         raise ValueError(f"no images found in the inputs ({', '.join(args.images)})")
-    sex = parse_sex(args.sex)
-    if sex is None:
+    fallback = parse_sex(args.sex) if args.sex is not None else None
+    if args.sex is not None and fallback is None:
         raise ValueError(f"unknown --sex {args.sex!r}: use M or F")
+    sexes = read_sexes(args.labels)
     predictor = Predictor(args.model, tta=args.tta)
     results: list[Estimate] = []
     failed = 0
     for path in paths:
         try:
-            results.append(predictor.estimate(path, sex))
+            est = predictor.estimate(path, _labelled_sex(path, sexes), default_male=fallback)
+        except NoSexError as e:
+            failed += 1
+            print(f"error: {path}: {e}; add it to --labels or give --sex", file=sys.stderr)
+            continue
         except (OSError, ValueError) as e:
             failed += 1
             print(f"error: {path}: {e}", file=sys.stderr)
+            continue
+        results.append(est)
+        for note in est.notes:
+            print(f"note: {path}: {note}", file=sys.stderr)
     print(render(results, "json" if args.json else "csv" if args.csv else "table"))
     return 1 if failed else 0
+
+
+def _labelled_sex(path: Path, sexes: SexTable) -> int | None:
+    """The image's sex from the label files (by case id, as the bulk job matches), or None.
+    A case whose rows are unusable is an error for that image, never a silent fallback."""
+    cid = normalise_id(case_id(path.name))
+    problem = sexes.problems.get(cid)
+    if problem is not None:
+        raise ValueError(f"case {cid}: {problem}")
+    return sexes.male.get(cid)
 
 
 def render(results: list[Estimate], fmt: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from boneage import _native as native
+from boneage.ingest import dicom
 from boneage.shards.arrays import read_split
 from boneage.shards.augment import Augment, augment_batch
 
@@ -91,14 +92,18 @@ def predict_files(
     """
     images, male, age, ids, problems = [], [], [], [], []
     for item in items:
-        if not item.is_image:
+        if not item.is_image and not dicom.may_be_dicom(item.source):
             continue
         label = labels.get(item.case_id)
         if label is None:
-            problems.append(f"{item.source}: no label for id {item.case_id}")
+            if item.is_image:  # an extensionless file may be anything: reported if DICOM
+                problems.append(f"{item.source}: no label for id {item.case_id}")
             continue
         try:
-            img = native.decode_gray(item.read())
+            data = item.read()
+            if not item.is_image and not dicom.is_dicom(data):
+                continue
+            img, _ = dicom.decode_image(data)
             pre, _, _ = predictor.prepare(img)
         except (OSError, ValueError) as e:
             problems.append(f"{item.source}: {e}")
