@@ -23,7 +23,7 @@ import pytest
 import boneage
 import boneage.models as bm
 from boneage.explain import GradCam, feature_layer, hand_mask, overlay, png_bytes
-from shared_data import image_files, rsna_dir
+from shared_data import RSNA, image_files, rsna_dir
 
 TESTS = Path(__file__).resolve().parent
 PYTHON_SRC = Path(boneage.__file__).resolve().parent.parent
@@ -208,6 +208,20 @@ def test_the_shipped_models_heat_lies_on_the_hand(predictor):
     assert (mass_a > 0.5).mean() >= 0.75
 
 
+def test_predictor_explain_returns_the_usual_estimate(predictor):
+    path = image_files("test299")[:1] or pytest.skip(f"no radiographs under {RSNA}")
+    heat, est = predictor.explain(path[0], "F")
+    size = predictor.meta.preprocessing.image_size
+    assert heat.shape == (size, size) and heat.dtype == np.float32
+    assert heat.max() == pytest.approx(1.0)
+    assert est.months == predictor.estimate(path[0], "F").months  # TTA included, same number
+    ex = predictor.explanation(path[0], "F")
+    assert ex.prepared.shape == (size, size)
+    np.testing.assert_array_equal(ex.prepared, predictor.prepare(path[0])[0])
+    np.testing.assert_array_equal(ex.heatmap, heat)
+    assert ex.direction in (1, -1)
+
+
 # --------------------------------------------------------------------------- drawing
 
 
@@ -225,3 +239,40 @@ def test_overlay_tints_only_where_there_is_heat():
     assert big.shape == (400, 400, 3)
     decoded = cv2.imdecode(np.frombuffer(png_bytes(big), np.uint8), cv2.IMREAD_COLOR)
     np.testing.assert_array_equal(decoded[..., ::-1], big)  # RGB in, RGB PNG out
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _run_predict(*args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, "-m", "boneage.predict", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_predict_explain_writes_one_png_per_image(tmp_path):
+    files = image_files("test299")[:2]
+    if len(files) < 2:
+        pytest.skip(f"real radiographs not found under {RSNA}")
+    one = tmp_path / "one.png"
+    proc = _run_predict(str(files[0]), "--sex", "F", "--explain", str(one))
+    assert proc.returncode == 0, proc.stderr
+    img = cv2.imread(str(one))
+    assert img is not None and img.shape == (400, 400, 3)
+    assert str(one) in proc.stderr  # says where it went
+
+    folder = tmp_path / "maps"
+    proc = _run_predict(*map(str, files), "--sex", "F", "--explain", str(folder))
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{f.stem}.explain.png" for f in files
+    )
+
+    proc = _run_predict(*map(str, files), "--sex", "F", "--explain", str(tmp_path / "x.png"))
+    assert proc.returncode == 2 and "folder" in proc.stderr

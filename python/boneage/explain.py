@@ -53,6 +53,7 @@ __all__ = [
     "Explanation",
     "GradCam",
     "Maps",
+    "enlarge",
     "feature_layer",
     "gradcam",
     "gradient",
@@ -139,6 +140,8 @@ class Maps:
 class Explanation:
     """One image explained: what :meth:`boneage.Predictor.explanation` returns."""
 
+    image: np.ndarray
+    """The decoded input (grey or colour), in whose pixels ``estimate.box`` lies."""
     prepared: np.ndarray
     """The model's input, uint8 ``(S, S)``, as ``Predictor.prepare`` makes it."""
     heatmap: np.ndarray
@@ -149,6 +152,8 @@ class Explanation:
     """The model's output with no image evidence (see the module docstring)."""
     direction: int
     """+1: the highlighted regions raised the estimate above the baseline; -1: lowered it."""
+    layer: str
+    """The layer whose feature map was weighed."""
 
 
 @dataclass
@@ -306,16 +311,26 @@ def overlay(
     """
     import cv2
 
-    grey = np.ascontiguousarray(prepared, np.uint8)
+    grey = enlarge(prepared, size)
     h = np.clip(np.asarray(heat, np.float32), 0.0, 1.0)
-    if size is not None and grey.shape[0] != size:
-        grey = cv2.resize(grey, (size, size), interpolation=cv2.INTER_CUBIC)
-        h = np.clip(cv2.resize(h, (size, size), interpolation=cv2.INTER_LINEAR), 0.0, 1.0)
+    if h.shape != grey.shape:
+        h = cv2.resize(h, grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
+        h = np.clip(h, 0.0, 1.0)
     colour = cv2.applyColorMap((h * 255).astype(np.uint8), cv2.COLORMAP_JET)
     colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB).astype(np.float32)
     base = np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
     a = (alpha * np.sqrt(h))[..., None]  # weak heat tints lightly, strong heat clearly
     return np.clip(base * (1 - a) + colour * a, 0, 255).astype(np.uint8)
+
+
+def enlarge(prepared: np.ndarray, size: int | None = 400) -> np.ndarray:
+    """The prepared grey image at ``size`` x ``size`` (cubic), for a screen; None: as is."""
+    import cv2
+
+    grey = np.ascontiguousarray(prepared, np.uint8)
+    if size is None or grey.shape == (size, size):
+        return grey
+    return cv2.resize(grey, (size, size), interpolation=cv2.INTER_CUBIC)
 
 
 def png_bytes(image: np.ndarray) -> bytes:

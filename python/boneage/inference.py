@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from boneage.ingest import hands
 from boneage.ingest.dicom import DicomInfo, load_image
 from boneage.ingest.preparation import prepare
 from boneage.settings import parse_sex
+
+if TYPE_CHECKING:
+    from boneage.explain import Explanation
 
 __all__ = ["SHIPPED", "Estimate", "ImageInput", "NoSexError", "Predictor", "default_model"]
 
@@ -84,6 +87,7 @@ class Predictor:
         self.model, self.meta = modelio.load(self.path)
         self.tta = self.meta.tta if tta is None else int(tta)
         self._detector: Any = None
+        self._gradcam: Any = None  # boneage.explain.GradCam, made on first use
 
     def prepare(self, image: ImageInput) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
         """Decode and prepare the image as the model's training images were (its mode)."""
@@ -113,6 +117,17 @@ class Predictor:
         an upload, and decoded to the grey image its PNG would give.
         """
         img, info = load_image(image)
+        return self._estimate(image, img, info, male, default_male)[0]
+
+    def _estimate(
+        self,
+        image: ImageInput,
+        img: np.ndarray,
+        info: DicomInfo | None,
+        male: int | bool | str | None,
+        default_male: int | bool | str | None,
+    ) -> tuple[Estimate, np.ndarray]:
+        """The estimate for a decoded image, and the prepared image it was made from."""
         sex, notes = _choose_sex(male, info, default_male)
         notes += list(info.notes) if info is not None else []
         pre, loc, box = self._prepare(img)
@@ -120,7 +135,7 @@ class Predictor:
             self.model, pre[None], np.array([sex], np.float32), tta=self.tta
         )
         months = float(mean[0])
-        return Estimate(
+        estimate = Estimate(
             source=_source(image),
             male=sex,
             months=months,
@@ -130,6 +145,50 @@ class Predictor:
             box=tuple(int(v) for v in box),  # type: ignore[arg-type]
             notes=notes,
             dicom=None if info is None else info.manifest_fields(),
+        )
+        return estimate, pre
+
+    def explain(
+        self,
+        image: ImageInput,
+        male: int | bool | str | None = None,
+        *,
+        default_male: int | bool | str | None = None,
+    ) -> tuple[np.ndarray, Estimate]:
+        """A Grad-CAM heatmap (float32 ``(S, S)`` in ``[0, 1]``, over the prepared image) and
+        the estimate it explains (the same as :meth:`estimate`'s). See :mod:`boneage.explain`.
+        """
+        ex = self.explanation(image, male, default_male=default_male)
+        return ex.heatmap, ex.estimate
+
+    def explanation(
+        self,
+        image: ImageInput,
+        male: int | bool | str | None = None,
+        *,
+        default_male: int | bool | str | None = None,
+        max_pixels: int | None = None,
+    ) -> Explanation:
+        """Everything a viewer shows: decoded and prepared image, heatmap, estimate.
+
+        ``max_pixels``: refuse larger images (default: the decoder's own limit, as
+        :meth:`estimate`); the web app passes its limit so that DICOM is held to it too.
+        """
+        from boneage.explain import Explanation, GradCam
+
+        img, info = load_image(image, max_pixels)
+        est, pre = self._estimate(image, img, info, male, default_male)
+        if self._gradcam is None:
+            self._gradcam = GradCam.of(self.model)
+        maps = self._gradcam.maps(pre[None], np.array([est.male]))
+        return Explanation(
+            image=img,
+            prepared=pre,
+            heatmap=maps.heat[0],
+            estimate=est,
+            baseline_months=float(maps.baseline[0]),
+            direction=int(maps.direction[0]),
+            layer=self._gradcam.layer,
         )
 
     def predict(self, image: ImageInput, male: int | bool | str | None = None) -> float:

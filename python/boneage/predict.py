@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", type=int,
                    help="test-time augmentation copies to average (default: the number the "
                         "model file records, 0 if none)")  # fmt: skip
+    p.add_argument("--explain", metavar="PNG_OR_FOLDER",
+                   help="also draw each estimate's Grad-CAM heatmap over the prepared image: "
+                        "a .png file for one image, else a folder (created) that gets "
+                        "STEM.explain.png per image")  # fmt: skip
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="JSON output")
     fmt.add_argument("--csv", action="store_true", help="CSV output")
@@ -86,12 +90,17 @@ def _predict(args: argparse.Namespace) -> int:
     if args.sex is not None and fallback is None:
         raise ValueError(f"unknown --sex {args.sex!r}: use M or F")
     sexes = read_sexes(args.labels)
+    explain_to = explain_targets(args.explain, paths) if args.explain else {}
     predictor = Predictor(args.model, tta=args.tta)
     results: list[Estimate] = []
     failed = 0
     for path in paths:
         try:
-            est = predictor.estimate(path, _labelled_sex(path, sexes), default_male=fallback)
+            sex = _labelled_sex(path, sexes)
+            if path in explain_to:
+                est = _explain(predictor, path, sex, fallback, explain_to[path])
+            else:
+                est = predictor.estimate(path, sex, default_male=fallback)
         except NoSexError as e:
             failed += 1
             print(f"error: {path}: {e}; add it to --labels or give --sex", file=sys.stderr)
@@ -105,6 +114,51 @@ def _predict(args: argparse.Namespace) -> int:
             print(f"note: {path}: {note}", file=sys.stderr)
     print(render(results, "json" if args.json else "csv" if args.csv else "table"))
     return 1 if failed else 0
+
+
+def explain_targets(target: str, paths: list[Path]) -> dict[Path, Path]:
+    """Where each image's heatmap goes: ``target`` itself for one image when it names a
+    ``.png``, else ``target/STEM.explain.png`` (``STEM-2``... when names repeat).
+
+    Decided before any work, so a ``.png`` given for several images fails at once rather
+    than after the first estimate.
+    """
+    out = Path(target)
+    if out.suffix.lower() == ".png" and not out.is_dir():
+        if len(paths) > 1:
+            raise ValueError(
+                f"--explain {target}: {len(paths)} images need a folder, not one .png file"
+            )
+        return {paths[0]: out}
+    targets: dict[Path, Path] = {}
+    used: set[str] = set()
+    for path in paths:
+        stem, n = path.stem if path.suffix else path.name, 1
+        name = f"{stem}.explain.png"
+        while name in used:
+            n += 1
+            name = f"{stem}-{n}.explain.png"
+        used.add(name)
+        targets[path] = out / name
+    return targets
+
+
+def _explain(
+    predictor: Predictor, path: Path, sex: int | None, fallback: int | None, out: Path
+) -> Estimate:
+    """The estimate, with its heatmap drawn over the prepared image and written to ``out``."""
+    from boneage.explain import overlay, png_bytes
+
+    ex = predictor.explanation(path, sex, default_male=fallback)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(png_bytes(overlay(ex.prepared, ex.heatmap)))
+    direction = "raised" if ex.direction > 0 else "lowered"
+    print(
+        f"explanation: {path} -> {out} (red: what {direction} the estimate from the model's "
+        f"baseline of {ex.baseline_months:.0f} months)",
+        file=sys.stderr,
+    )
+    return ex.estimate
 
 
 def _labelled_sex(path: Path, sexes: SexTable) -> int | None:
