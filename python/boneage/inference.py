@@ -85,7 +85,7 @@ class Predictor:
     ) -> None:
         self.path = modelio.resolve(model_path or default_model())
         self.model, self.meta = modelio.load(self.path)
-        self.tta = self.meta.tta if tta is None else int(tta)
+        self.tta = self.meta.tta_or(tta)
         self._detector: Any = None
         self._gradcam: Any = None  # boneage.explain.GradCam, made on first use
 
