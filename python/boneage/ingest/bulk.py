@@ -453,7 +453,31 @@ class Job:
         parts = sorted(self.work.glob("part-*.csv"))
         for part in parts:
             rows += _read_csv(part)
-        seen = {r["id"] for r in rows if r["id"]}
+        rows += self.rows_without_image({r["id"] for r in rows if r["id"]})
+
+        counts = Counter(r["split"] for r in rows if r["status"] == "ok")
+        writers = {
+            split: native.ShardWriter(
+                str(self.out), split, self.num_shards(n), self.o.compression
+            )
+            for split, n in sorted(counts.items())
+        }  # fmt: skip
+        try:
+            for part in parts:
+                tfr = sorted(self.work.glob(part.stem + "-*.tfrecord*"))
+                for ex in native.read_examples([str(t) for t in tfr]):
+                    rewrite(writers[ex["split"]], ex)
+        finally:
+            for split, w in writers.items():
+                summary.shards[split] = w.close()
+        self.publish(summary, rows, counts)
+
+    # The pieces of finalise that the Beam engine (ingest.beam) shares, so both engines end
+    # with the same manifest, summary and preprocessing.json by construction.
+    def rows_without_image(self, seen: set[str]) -> list[dict[str, Any]]:
+        """Manifest rows for label lines no input matched (``seen``: the ids that had one):
+        "label without image", or the label's own problem."""
+        rows: list[dict[str, Any]] = []
         for cid, label in self.table.labels.items():
             if cid not in seen:
                 row = _row(label.source, cid, self.split_of(cid), "skipped", "label without image")
@@ -464,30 +488,16 @@ class Job:
                 rows.append(
                     _row(problem.source, cid, "", "skipped", f"bad label: {problem.reason}")
                 )
+        return rows
 
-        counts = Counter(r["split"] for r in rows if r["status"] == "ok")
-        writers = {
-            split: native.ShardWriter(
-                str(self.out), split, self.o.shards or max(1, math.ceil(n / RECORDS_PER_SHARD)),
-                self.o.compression,
-            )
-            for split, n in sorted(counts.items())
-        }  # fmt: skip
-        try:
-            for part in parts:
-                tfr = sorted(self.work.glob(part.stem + "-*.tfrecord*"))
-                for ex in native.read_examples([str(t) for t in tfr]):
-                    extras = {
-                        k: v
-                        for k, v in ex.items()
-                        if k not in ("image", "id", "male", "age", "height", "width")
-                    }
-                    writers[extras["split"]].write(
-                        ex["image"], ex["id"], ex.get("male"), ex.get("age"), **extras
-                    )
-        finally:
-            for split, w in writers.items():
-                summary.shards[split] = w.close()
+    def num_shards(self, records: int) -> int:
+        """Shards for a split of ``records`` cases: ``--shards``, else one per ~1000."""
+        return self.o.shards or max(1, math.ceil(records / RECORDS_PER_SHARD))
+
+    def publish(self, summary: Summary, rows: list[dict[str, Any]], counts: Counter[str]) -> None:
+        """After the shards (``summary.shards`` filled): stale shards removed, settings,
+        manifest, the summary's tallies and the contact sheet written, the work folder
+        dropped."""
         _remove_stale_shards(self.out, summary.shards)
         self.pp.write(self.out)
         _write_csv(self.out / "manifest.csv", rows)
@@ -506,6 +516,16 @@ class Job:
             contact_sheet(imgs, boxes, labels, locs, self.out / "contact_sheet.png")
         if not self.o.keep_work:
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+def rewrite(writer: native.ShardWriter, ex: dict[str, Any]) -> None:
+    """Writes a decoded part record into a final shard with every field it had. Both engines
+    move records from the worker's output to the final shards through this, which is what
+    makes their shard files byte-identical."""
+    extras = {
+        k: v for k, v in ex.items() if k not in ("image", "id", "male", "age", "height", "width")
+    }
+    writer.write(ex["image"], ex["id"], ex.get("male"), ex.get("age"), **extras)
 
 
 def _claims(row: dict[str, Any]) -> bool:
