@@ -12,6 +12,7 @@ inputs (each is in ``OUT/manifest.csv`` with its reason), 2 on a usage or fatal 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -42,9 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "image")  # fmt: skip
     p.add_argument(
         "--engine",
-        choices=("native", "opencv"),
+        choices=("native", "opencv", "beam"),
         default="native",
-        help="opencv runs the same job through boneage.ingest.reference (cv2), for comparison",
+        help="opencv runs the same job through boneage.ingest.reference (cv2), for comparison; "
+        "beam runs the native job as an Apache Beam pipeline (pip install 'boneage[beam]'): "
+        "options this command does not know go to Beam as --name=value, e.g. "
+        "--runner=FlinkRunner (default: the DirectRunner on --workers local processes)",
     )
     p.add_argument("--mode", choices=MODES, default="crop",
                    help="crop: the paper's hand crop, CLAHE, pad, resize; squash: the whole "
@@ -101,14 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and args.engine != "beam":
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    if args.engine == "beam" and importlib.util.find_spec("apache_beam") is None:
+        parser.error(
+            "--engine beam needs Apache Beam, an optional extra: pip install 'boneage[beam]'"
+        )
     quiet_native_logs()
     return run_command(
-        lambda: _preprocess(args), interrupted="interrupted: rerun with --resume to continue"
+        lambda: _preprocess(args, beam_args),
+        interrupted="interrupted: rerun to start afresh"
+        if args.engine == "beam"  # the runner owns retries; there is no --resume
+        else "interrupted: rerun with --resume to continue",
     )
 
 
-def _preprocess(args: argparse.Namespace) -> int:
+def _preprocess(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> int:
     from boneage.ingest.bulk import Options, run
     from boneage.ingest.splits import parse_fractions
 
@@ -139,7 +153,12 @@ def _preprocess(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         progress=not args.quiet and sys.stderr.isatty(),
     )
-    summary = run(opts)
+    if args.engine == "beam":
+        from boneage.ingest import beam
+
+        summary = beam.run(opts, beam_args)
+    else:
+        summary = run(opts)
     print(
         f"{summary.ok} of {summary.total} inputs written in {summary.seconds:.1f} s "
         f"({summary.images_per_s:.1f} images/s); {summary.skipped} skipped",

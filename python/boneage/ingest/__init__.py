@@ -8,6 +8,8 @@
   :class:`~boneage.settings.Preprocessing`. Inference uses it too, so a clinician's file is
   prepared by the same code as the training shards.
 - :mod:`~boneage.ingest.bulk`: the parallel, resumable bulk job behind ``boneage.preprocess``.
+- :mod:`~boneage.ingest.beam`: the same job as an Apache Beam pipeline (``--engine beam``,
+  optional extra ``boneage[beam]``), for more than one machine; same shards, same manifest.
 - :mod:`~boneage.ingest.contact`: contact sheets of crops for a person to check.
 - :mod:`~boneage.ingest.reference`: the same preprocessing with OpenCV, step by step (parity
   tests, ``--engine opencv``).
