@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="opencv runs the same job through boneage.ingest.reference (cv2), for comparison; "
         "beam runs the native job as an Apache Beam pipeline (pip install 'boneage[beam]'): "
         "options this command does not know go to Beam as --name=value, e.g. "
-        "--runner=FlinkRunner (default: the DirectRunner on --workers local processes)",
+        "--runner=FlinkRunner (default: the DirectRunner, a process per core; --workers then "
+        "counts MediaPipe processes per Beam worker)",
     )
     p.add_argument("--mode", choices=MODES, default="crop",
                    help="crop: the paper's hand crop, CLAHE, pad, resize; squash: the whole "

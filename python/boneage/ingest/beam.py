@@ -348,10 +348,10 @@ def _save(_: Any, rows: list[Any], shards: list[Any], path: str) -> None:
 # -- the pipeline ------------------------------------------------------------------------------
 
 
-def pipeline_options(beam_args: Sequence[str], workers: int) -> PipelineOptions:
+def pipeline_options(beam_args: Sequence[str]) -> PipelineOptions:
     """Beam options from the command line's leftovers. With no runner chosen: the
-    DirectRunner on ``workers`` local processes (all cores for 0). Unknown options are an
-    error, not silently dropped (Beam's own parser would only log them)."""
+    DirectRunner with one worker process per core. Unknown options are an error, not
+    silently dropped (Beam's own parser would only log them)."""
     args = list(beam_args)
     names = {a.split("=", 1)[0] for a in args if a.startswith("--")}
     for name in _NEEDS_VALUE:
@@ -360,7 +360,7 @@ def pipeline_options(beam_args: Sequence[str], workers: int) -> PipelineOptions:
     if "--runner" not in names and "--direct_running_mode" not in names:
         args.append("--direct_running_mode=multi_processing")
     if "--runner" not in names and "--direct_num_workers" not in names:
-        args.append(f"--direct_num_workers={workers or os.cpu_count() or 1}")
+        args.append(f"--direct_num_workers={os.cpu_count() or 1}")
     if "--default_sdk_harness_log_level" not in names:
         args.append("--default_sdk_harness_log_level=ERROR")
     options = PipelineOptions(args)
@@ -450,7 +450,7 @@ def run(opts: Options, beam_args: Sequence[str] = ()) -> Summary:
             "--resume is for the local engines: a Beam runner retries failed work itself; "
             "rerun without --resume"
         )
-    options = pipeline_options(beam_args, opts.workers)
+    options = pipeline_options(beam_args)
     check_inputs(list(opts.inputs))
     job = Job(dataclasses.replace(opts, engine="native", progress=False))
     job.workers = opts.workers or 1  # MediaPipe processes per Beam worker, not per core
