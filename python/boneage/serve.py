@@ -1,0 +1,603 @@
+"""A local web app: ``python -m boneage.serve [--host 127.0.0.1] [--port 8000] [--model M]``.
+
+A clinician drops a radiograph (PNG, JPEG or DICOM) on the page at ``/``, chooses the sex,
+optionally types the chronological age, and sees the estimate, the prepared image with the
+crop and the Grad-CAM heatmap (:mod:`boneage.explain`). Programs use the same thing as JSON:
+
+* ``POST /api/predict``: multipart form, fields ``file`` (the image), ``sex`` (``M`` or
+  ``F``) and optional ``age_months``; the answer is :class:`PredictResponse`.
+* ``GET /api/health``: the model and the limits, for a monitor or a start-up check.
+* ``GET /docs``: the API, rendered from ``/openapi.json`` by a page shipped here.
+  FastAPI's own Swagger page loads its scripts from a CDN; a hospital workstation is often
+  offline, so it is replaced. Nothing the app serves loads anything from elsewhere, and
+  the Content-Security-Policy header tells the browser to refuse it if something tried.
+
+Why the upload is parsed here rather than by FastAPI's ``UploadFile``: Starlette spools an
+upload over 1 MB to a temporary file and reads the whole body before the handler runs. The
+body is streamed instead, counted as it arrives (a request over ``--max-upload-mb`` is
+refused at that point, with 413) and parsed in memory with python-multipart, the parser
+Starlette itself uses. So nothing uploaded ever touches the disk, and nothing is kept after
+the response.
+
+The model is loaded once, at start-up, and warmed up on a blank image so that the first
+clinician does not wait for graph tracing. Model calls are serialised with a lock: Keras
+models and the MediaPipe detector are not safe to call from several threads at once, and a
+bone-age estimate takes a fraction of a second, so a queue costs little. The request
+handling around them (reading, parsing, encoding the pictures) runs concurrently.
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations
+# (``request: Request``) at run time, and Request is imported inside create_app.
+import argparse
+import base64
+import math
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from boneage.cli import quiet_native_logs, run_command
+
+__all__ = ["DEFAULT_MAX_UPLOAD_MB", "create_app", "main"]
+
+DEFAULT_MAX_UPLOAD_MB = 50
+"""Uploads over this many megabytes (MiB) are refused: a full-resolution hand film is 2-20."""
+
+FIELD_LIMIT = 1024
+"""The most bytes a text field (``sex``, ``age_months``) may have."""
+
+FORM_OVERHEAD = 64 * 1024
+"""Room for the multipart framing and text fields on top of the file itself."""
+
+MAX_AGE_MONTHS = 300.0
+"""Chronological ages above this (25 years) are a typing error, not a child."""
+
+PREVIEW_SIDE = 480
+"""The longer side of the source preview the page shows with the crop box."""
+
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
+)
+
+STATIC = ("index.html", "app.js", "app.css", "docs.html", "docs.js", "favicon.svg")
+"""The files in ``boneage/static`` the app serves (a fixed list: no path is ever joined)."""
+
+
+class ApiError(Exception):
+    """A request the app refuses: HTTP ``status``, a stable ``code`` and a readable message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+# --------------------------------------------------------------------------- multipart
+
+
+@dataclass
+class _Part:
+    headers: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+    filename: str | None = None
+    data: bytearray = field(default_factory=bytearray)
+    limit: int = FIELD_LIMIT
+
+
+@dataclass
+class Form:
+    """A parsed multipart form: text fields and file contents, by field name (last wins)."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+async def read_form(request: Any, max_upload: int) -> Form:
+    """Streams and parses a ``multipart/form-data`` body in memory, within the limits.
+
+    The ``file`` part may hold ``max_upload`` bytes, text fields :data:`FIELD_LIMIT`, the
+    whole body ``max_upload`` + :data:`FORM_OVERHEAD`; the first byte over any of them ends
+    the read with a 413. A declared Content-Length over the limit is refused before reading.
+    """
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    mime, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if mime != b"multipart/form-data" or not boundary:
+        raise ApiError(
+            415,
+            "not_multipart",
+            "send the image as multipart/form-data with fields file, sex and age_months",
+        )
+    body_limit = max_upload + FORM_OVERHEAD
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > body_limit:
+        raise ApiError(413, "too_large", _too_large(max_upload))
+
+    form = Form()
+    parts: list[_Part] = []
+    header = {"field": bytearray(), "value": bytearray()}
+
+    def on_part_begin() -> None:
+        parts.append(_Part())
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        name = bytes(header["field"]).decode("latin-1").strip().lower()
+        parts[-1].headers[name] = bytes(header["value"]).decode("latin-1")
+        header["field"].clear()
+        header["value"].clear()
+
+    def on_headers_finished() -> None:
+        part = parts[-1]
+        _, disposition = parse_options_header(part.headers.get("content-disposition", ""))
+        part.name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        raw_filename = disposition.get(b"filename")
+        part.filename = None if raw_filename is None else raw_filename.decode("utf-8", "replace")
+        part.limit = max_upload if part.filename is not None or part.name == "file" else FIELD_LIMIT
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        part = parts[-1]
+        if len(part.data) + (end - start) > part.limit:
+            if part.limit == max_upload:
+                raise ApiError(413, "too_large", _too_large(max_upload))
+            raise ApiError(
+                413, "field_too_large", f"field {part.name!r} is over {FIELD_LIMIT} bytes"
+            )
+        part.data += data[start:end]
+
+    def on_part_end() -> None:
+        part = parts[-1]
+        if part.filename is not None or part.name == "file":
+            form.files[part.name] = bytes(part.data)
+        else:
+            form.fields[part.name] = bytes(part.data).decode("utf-8", "replace")
+        part.data = bytearray()  # the form holds the one copy
+
+    callbacks: Any = {
+        "on_part_begin": on_part_begin,
+        "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished,
+    }
+    parser = MultipartParser(boundary, callbacks)
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > body_limit:
+                raise ApiError(413, "too_large", _too_large(max_upload))
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as e:
+        raise ApiError(400, "bad_form", f"the multipart body could not be parsed ({e})") from None
+    return form
+
+
+def _too_large(max_upload: int) -> str:
+    return f"the upload is over the limit of {max_upload / 2**20:g} MB"
+
+
+# --------------------------------------------------------------------------- the work
+
+
+def parse_api_sex(value: str | None) -> int:
+    """1 for ``M``, 0 for ``F`` (case and spaces ignored); anything else is a 422.
+
+    Stricter than :func:`boneage.settings.parse_sex` on purpose: an API contract with two
+    values leaves no room for a ``"0"`` that one client means as male.
+    """
+    if value is None:
+        raise ApiError(422, "missing_field", "field 'sex' is required: M or F")
+    key = value.strip().upper()
+    if key not in ("M", "F"):
+        raise ApiError(422, "bad_sex", f"sex must be M or F, got {value[:20]!r}")
+    return 1 if key == "M" else 0
+
+
+def parse_age(value: str | None) -> float | None:
+    """The optional chronological age in months: blank or absent is None, else 0..300."""
+    if value is None or not value.strip():
+        return None
+    try:
+        age = float(value)
+    except ValueError:
+        raise ApiError(
+            422, "bad_age", f"age_months must be a number of months, got {value[:20]!r}"
+        ) from None
+    if not math.isfinite(age) or not 0 <= age <= MAX_AGE_MONTHS:
+        raise ApiError(422, "bad_age", f"age_months must be between 0 and {MAX_AGE_MONTHS:g}")
+    return age
+
+
+def years_and_months(months: float) -> dict[str, int]:
+    """``{"years": 10, "months": 3}`` for 123.4: rounded to the month first, as read aloud."""
+    total = max(0, round(months))
+    return {"years": total // 12, "months": total % 12}
+
+
+def _b64png(image: np.ndarray) -> str:
+    from boneage.explain import png_bytes
+
+    return base64.b64encode(png_bytes(image)).decode("ascii")
+
+
+def source_preview(image: np.ndarray, box: Sequence[int]) -> np.ndarray:
+    """RGB copy of the decoded input, longer side :data:`PREVIEW_SIDE`, crop box in orange."""
+    import cv2
+
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    h, w = grey.shape
+    scale = min(1.0, PREVIEW_SIDE / max(h, w))
+    small = cv2.resize(
+        grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    )
+    rgb = cv2.cvtColor(small, cv2.COLOR_GRAY2RGB)
+    x0, y0, x1, y1 = (round(v * scale) for v in box)
+    thick = max(2, round(max(rgb.shape[:2]) / 160))
+    cv2.rectangle(rgb, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), (255, 140, 0), thick)
+    return rgb
+
+
+class Service:
+    """The loaded model and the lock around it; turns one upload into the JSON answer."""
+
+    def __init__(self, predictor: Any, max_upload: int, max_pixels: int) -> None:
+        self.predictor = predictor
+        self.max_upload = int(max_upload)
+        self.max_pixels = int(max_pixels)
+        self.lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """One explanation of a blank image: traces the graphs before the first request."""
+        side = int(self.predictor.meta.preprocessing.image_size)
+        with self.lock:
+            self.predictor.explanation(np.full((side, side), 128, np.uint8), 0)
+
+    def model_info(self) -> dict[str, Any]:
+        meta = self.predictor.meta
+        return {
+            "name": meta.model_name or str(self.predictor.model.name),
+            "file": self.predictor.path.name,
+            "preprocessing": meta.preprocessing.to_dict(),
+            "tta": int(self.predictor.tta),
+            "uncertainty": bool(meta.uncertainty),
+        }
+
+    def analyse(self, data: bytes, male: int, age: float | None) -> dict[str, Any]:
+        """Estimate and explanation for one upload; bad content is an :class:`ApiError`."""
+        started = time.perf_counter()
+        if not data:
+            raise ApiError(422, "empty_file", "the uploaded file is empty")
+        try:
+            with self.lock:
+                ex = self.predictor.explanation(data, male, max_pixels=self.max_pixels)
+        except (OSError, ValueError) as e:
+            message = str(e)
+            if "pixel" in message and "limit" in message:
+                raise ApiError(413, "too_many_pixels", message) from None
+            raise ApiError(422, "bad_file", f"not a usable radiograph: {message}") from None
+        from boneage.explain import enlarge, overlay
+
+        est = ex.estimate
+        x0, y0, x1, y1 = (int(v) for v in est.box)
+        h, w = ex.image.shape[:2]
+        months = float(est.months)
+        return {
+            "bone_age_months": months,
+            "bone_age": years_and_months(months),
+            "bone_age_years": months / 12.0,
+            "sigma_months": est.sigma_months,
+            "sex": "M" if est.male else "F",
+            "age_months": age,
+            "delta_months": None if age is None else months - age,
+            "crop_box": {"x0": x0, "y0": y0, "x1": x1, "y1": y1},
+            "image_size": {"width": int(w), "height": int(h)},
+            "localiser": est.localiser,
+            "model": self.model_info(),
+            "explanation": {
+                "method": "grad-cam",
+                "layer": ex.layer,
+                "baseline_months": ex.baseline_months,
+                "direction": "raised" if ex.direction > 0 else "lowered",
+            },
+            "notes": list(getattr(est, "notes", []) or []),
+            "dicom": getattr(est, "dicom", None),
+            "heatmap_png": _b64png(overlay(ex.prepared, ex.heatmap)),
+            "prepared_png": _b64png(enlarge(ex.prepared)),
+            "source_png": _b64png(source_preview(ex.image, est.box)),
+            "elapsed_ms": (time.perf_counter() - started) * 1e3,
+        }
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def _response_models() -> dict[str, Any]:
+    """Pydantic models of the JSON answers: they document /openapi.json and check replies."""
+    from pydantic import BaseModel, Field
+
+    class YearsMonths(BaseModel):
+        years: int
+        months: int = Field(ge=0, le=11)
+
+    class Box(BaseModel):
+        x0: int
+        y0: int
+        x1: int
+        y1: int
+
+    class Size(BaseModel):
+        width: int
+        height: int
+
+    class ModelInfo(BaseModel):
+        name: str
+        file: str
+        preprocessing: dict[str, Any]
+        tta: int
+        uncertainty: bool
+
+    class ExplanationInfo(BaseModel):
+        method: str
+        layer: str
+        baseline_months: float = Field(description="the model's output with no image evidence")
+        direction: str = Field(description="whether the highlighted regions raised or lowered it")
+
+    class PredictResponse(BaseModel):
+        bone_age_months: float
+        bone_age: YearsMonths = Field(description="rounded to the month")
+        bone_age_years: float
+        sigma_months: float | None = Field(description="uncertainty, when the model has one")
+        sex: str
+        age_months: float | None = Field(description="the chronological age given")
+        delta_months: float | None = Field(description="bone age minus chronological age")
+        crop_box: Box = Field(description="in the uploaded image's pixels")
+        image_size: Size
+        localiser: str
+        model: ModelInfo
+        explanation: ExplanationInfo
+        notes: list[str]
+        dicom: dict[str, str] | None
+        heatmap_png: str = Field(description="base64 PNG: Grad-CAM over the prepared image")
+        prepared_png: str = Field(description="base64 PNG: the model's input, enlarged")
+        source_png: str = Field(description="base64 PNG: the upload, reduced, crop box drawn")
+        elapsed_ms: float
+
+    class Health(BaseModel):
+        status: str
+        version: str
+        backend: str
+        model: ModelInfo
+        max_upload_bytes: int
+        max_pixels: int
+
+    class ErrorResponse(BaseModel):
+        detail: str
+        code: str
+
+    return {"PredictResponse": PredictResponse, "Health": Health, "ErrorResponse": ErrorResponse}
+
+
+_FORM_SCHEMA = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file", "sex"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the radiograph: PNG, JPEG or DICOM",
+                    },
+                    "sex": {"type": "string", "enum": ["M", "F"]},
+                    "age_months": {
+                        "type": "number",
+                        "minimum": 0,
+                        "maximum": MAX_AGE_MONTHS,
+                        "description": "chronological age in months (optional)",
+                    },
+                },
+            }
+        }
+    },
+}
+
+
+def create_app(
+    predictor: Any = None,
+    *,
+    model: str | None = None,
+    tta: int | None = None,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    max_pixels: int | None = None,
+    warm_up: bool = True,
+) -> Any:
+    """The FastAPI app, with the model loaded now (``predictor``, else ``model``/``tta``).
+
+    ``max_pixels``: decoded images larger than this are refused; default the decoder's own
+    limit (``boneage._native.DEFAULT_MAX_PIXELS``), the one ``predict`` applies.
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from boneage import __version__
+    from boneage import _native as native
+
+    if predictor is None:
+        from boneage.inference import Predictor
+
+        predictor = Predictor(model, tta=tta)
+    max_upload = int(max_upload_mb * 2**20)
+    service = Service(
+        predictor, max_upload, native.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    )
+    if warm_up:
+        service.warm_up()
+    models = _response_models()
+    folder = resources.files("boneage").joinpath("static")
+    static = {name: folder.joinpath(name).read_bytes() for name in STATIC}
+    media = {
+        ".html": "text/html; charset=utf-8",
+        ".js": "text/javascript",
+        ".css": "text/css",
+        ".svg": "image/svg+xml",
+    }
+
+    app = FastAPI(
+        title="boneage",
+        version=__version__,
+        description="Bone age from a hand radiograph, with a Grad-CAM explanation. "
+        "Research software, not a medical device.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = service
+    errors: dict[int | str, dict[str, Any]] = {
+        code: {"model": models["ErrorResponse"]} for code in (400, 413, 415, 422)
+    }
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"detail": str(exc.detail), "code": code},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        if request.url.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"  # answers hold patient images
+        return response
+
+    def page(name: str) -> Response:
+        suffix = name[name.rfind(".") :]
+        return Response(static[name], media_type=media[suffix])
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return page("index.html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return page("favicon.svg")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return page("docs.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    async def static_file(name: str) -> Response:
+        if name not in static:
+            raise ApiError(404, "not_found", f"no static file {name!r}")
+        return page(name)
+
+    @app.get("/api/health", response_model=models["Health"], summary="Is the model loaded?")
+    async def health() -> dict[str, Any]:
+        import keras
+
+        return {
+            "status": "ok",
+            "version": __version__,
+            "backend": keras.backend.backend(),
+            "model": service.model_info(),
+            "max_upload_bytes": service.max_upload,
+            "max_pixels": service.max_pixels,
+        }
+
+    @app.post(
+        "/api/predict",
+        response_model=models["PredictResponse"],
+        responses=errors,
+        openapi_extra={"requestBody": _FORM_SCHEMA},
+        summary="Bone age, uncertainty, crop and Grad-CAM heatmap for one radiograph",
+    )
+    async def predict(request: Request) -> dict[str, Any]:
+        form = await read_form(request, service.max_upload)
+        if "file" not in form.files:
+            raise ApiError(422, "missing_field", "field 'file' is required: the radiograph")
+        male = parse_api_sex(form.fields.get("sex"))
+        age = parse_age(form.fields.get("age_months"))
+        data = form.files.pop("file")
+        return await run_in_threadpool(service.analyse, data, male, age)
+
+    return app
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m boneage.serve",
+        description="Serve the bone-age web page and JSON API on this computer.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (0.0.0.0 exposes it to the network)")  # fmt: skip
+    p.add_argument("--port", type=int, default=8000, help="TCP port")
+    p.add_argument("--model", help="model file or run directory (default: the shipped model)")
+    p.add_argument("--tta", type=int,
+                   help="test-time augmentation copies (default: the model file's)")  # fmt: skip
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                   help="largest accepted upload, in MB")  # fmt: skip
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_native_logs()
+    return run_command(lambda: _serve(args))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        raise OSError(
+            "the web app needs FastAPI and uvicorn: pip install 'boneage[serve]'"
+        ) from None
+    if args.max_upload_mb <= 0:
+        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+    app = create_app(model=args.model, tta=args.tta, max_upload_mb=args.max_upload_mb)
+    info = app.state.service.model_info()
+    print(
+        f"boneage: model {info['name']} ({info['file']}); open http://{args.host}:{args.port}/",
+        file=sys.stderr,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
