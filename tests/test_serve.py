@@ -337,6 +337,10 @@ def test_serve_refuses_a_bad_upload_limit(capsys):
 
     assert main(["--max-upload-mb", "0"]) == 2
     assert "max-upload-mb" in capsys.readouterr().err
+    from boneage.cli import main as boneage_main
+
+    assert boneage_main(["serve", "--max-upload-mb", "-1"]) == 2  # `boneage serve` is the same
+    assert "max-upload-mb" in capsys.readouterr().err
 
 
 def test_package_data_ships_the_page():

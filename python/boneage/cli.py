@@ -18,6 +18,7 @@ COMMANDS = {
     "train": ("boneage.train", "train a model (synthetic demo data when no --data)"),
     "evaluate": ("boneage.evaluate", "MAE/RMSE/R^2 with confidence intervals, plots, report"),
     "predict": ("boneage.predict", "bone age for images, as a table, CSV or JSON"),
+    "serve": ("boneage.serve", "the local web app and JSON API (needs boneage[serve])"),
 }
 
 
