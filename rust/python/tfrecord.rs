@@ -1179,7 +1179,7 @@ reader_methods!(ExampleReader, {
 /// Iterates over the raw records of one or more TFRecord files (plain or GZIP).
 #[pyfunction]
 #[pyo3(signature = (paths, *, skip_corrupt=false))]
-fn read_records(
+pub(super) fn read_records(
     py: Python<'_>,
     paths: &Bound<'_, PyAny>,
     skip_corrupt: bool,
@@ -1197,7 +1197,7 @@ fn read_records(
 /// Iterates over the tf.train.Example records of one or more TFRecord files as dicts.
 #[pyfunction]
 #[pyo3(signature = (paths, *, skip_corrupt=false))]
-fn read_examples(
+pub(super) fn read_examples(
     py: Python<'_>,
     paths: &Bound<'_, PyAny>,
     skip_corrupt: bool,
@@ -1214,7 +1214,7 @@ fn read_examples(
 
 /// Number of records in one or more TFRecord files (plain files are walked header to header).
 #[pyfunction]
-fn count_records(py: Python<'_>, paths: &Bound<'_, PyAny>) -> PyResult<u64> {
+pub(super) fn count_records(py: Python<'_>, paths: &Bound<'_, PyAny>) -> PyResult<u64> {
     let paths = paths_arg(paths)?;
     py.allow_threads(|| {
         paths
@@ -1228,7 +1228,7 @@ fn count_records(py: Python<'_>, paths: &Bound<'_, PyAny>) -> PyResult<u64> {
 /// The serialised tf.train.Example that ShardWriter.write would store for these arguments.
 #[pyfunction]
 #[pyo3(signature = (image, id, male=None, age=None, **extra))]
-fn encode_example<'py>(
+pub(super) fn encode_example<'py>(
     py: Python<'py>,
     image: &Bound<'py, PyAny>,
     id: &Bound<'py, PyAny>,
@@ -1243,7 +1243,7 @@ fn encode_example<'py>(
 
 /// Decodes a serialised tf.train.Example into the dict read_examples yields.
 #[pyfunction]
-fn decode_example<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+pub(super) fn decode_example<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
     let example = py
         .allow_threads(|| Example::decode(data))
         .map_err(|reason| value_err(format!("not a valid tf.train.Example: {reason}")))?;
@@ -1254,7 +1254,7 @@ fn decode_example<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDi
 /// contrast about each image's mean, brightness, clipping. Returns float32 (n, h, w).
 #[pyfunction]
 #[pyo3(signature = (images, affine, contrast=None, brightness=None))]
-fn augment_images<'py>(
+pub(super) fn augment_images<'py>(
     py: Python<'py>,
     images: &Bound<'py, PyAny>,
     affine: Vec<[f32; 6]>,
@@ -1310,7 +1310,7 @@ fn augment_images<'py>(
 
 /// The shard a case id goes to: FNV-1a 64 of its UTF-8 bytes, modulo num_shards.
 #[pyfunction]
-fn shard_index(id: &Bound<'_, PyAny>, num_shards: i64) -> PyResult<usize> {
+pub(super) fn shard_index(id: &Bound<'_, PyAny>, num_shards: i64) -> PyResult<usize> {
     if !(1..=tfrecord::MAX_SHARDS as i64).contains(&num_shards) {
         return Err(value_err(format!(
             "num_shards must be between 1 and {}, got {num_shards}",
@@ -1318,22 +1318,4 @@ fn shard_index(id: &Bound<'_, PyAny>, num_shards: i64) -> PyResult<usize> {
         )));
     }
     Ok(tfrecord::shard_index(&case_id(id)?, num_shards as usize))
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<ShardWriter>()?;
-    m.add_class::<RecordReader>()?;
-    m.add_class::<ExampleReader>()?;
-    m.add(
-        "CorruptRecordError",
-        m.py().get_type::<CorruptRecordError>(),
-    )?;
-    m.add_function(wrap_pyfunction!(read_records, m)?)?;
-    m.add_function(wrap_pyfunction!(read_examples, m)?)?;
-    m.add_function(wrap_pyfunction!(encode_example, m)?)?;
-    m.add_function(wrap_pyfunction!(decode_example, m)?)?;
-    m.add_function(wrap_pyfunction!(shard_index, m)?)?;
-    m.add_function(wrap_pyfunction!(count_records, m)?)?;
-    m.add_function(wrap_pyfunction!(augment_images, m)?)?;
-    Ok(())
 }

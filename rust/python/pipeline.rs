@@ -6,12 +6,12 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use super::image::{pixels, to_pyerr, ItemError};
 use crate::batch;
 use crate::decode::DEFAULT_MAX_PIXELS;
 use crate::localise;
 use crate::pipeline::{self, ItemInfo, Localiser};
 use crate::preprocess::Params;
-use crate::py_image::{pixels, to_pyerr, ItemError};
 
 fn margin_arg(margin: f64) -> PyResult<f64> {
     if !(0.0..=1.0).contains(&margin) {
@@ -23,7 +23,7 @@ fn margin_arg(margin: f64) -> PyResult<f64> {
 }
 
 fn params(size: i64, clip_limit: f64, tile_grid: (i64, i64)) -> PyResult<Params> {
-    crate::py_image::params(size, clip_limit, tile_grid)
+    super::image::params(size, clip_limit, tile_grid)
 }
 
 fn localisation_dict<'py>(
@@ -49,7 +49,7 @@ fn localisation_dict<'py>(
 /// many containers the hand was found inside).
 #[pyfunction]
 #[pyo3(signature = (img, margin=0.05))]
-fn localise_hand<'py>(
+pub(super) fn localise_hand<'py>(
     py: Python<'py>,
     img: &Bound<'py, PyAny>,
     margin: f64,
@@ -84,7 +84,7 @@ fn info_dict<'py>(py: Python<'py>, info: &ItemInfo) -> PyResult<Bound<'py, PyDic
 #[pyfunction]
 #[pyo3(signature = (datas, labels=None, localiser="native", size=256, clip_limit=2.0, tile_grid=(8, 8), margin=0.05, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-fn process_encoded<'py>(
+pub(super) fn process_encoded<'py>(
     py: Python<'py>,
     datas: Vec<Bound<'py, PyBytes>>,
     labels: Option<Vec<String>>,
@@ -103,8 +103,8 @@ fn process_encoded<'py>(
     let mode: Localiser = localiser.parse().map_err(to_pyerr)?;
     let p = params(size, clip_limit, tile_grid)?;
     let margin = margin_arg(margin)?;
-    let threads = crate::py_image::threads_arg(threads)?;
-    let limit = crate::py_image::max_pixels_arg(max_pixels)?;
+    let threads = super::image::threads_arg(threads)?;
+    let limit = super::image::max_pixels_arg(max_pixels)?;
     if let Some(l) = &labels {
         if l.len() != datas.len() {
             return Err(PyValueError::new_err("labels must have one entry per item"));
@@ -147,24 +147,17 @@ fn process_encoded<'py>(
 #[pyfunction]
 #[pyo3(signature = (datas, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
 #[allow(clippy::type_complexity)]
-fn decode_many<'py>(
+pub(super) fn decode_many<'py>(
     py: Python<'py>,
     datas: Vec<Bound<'py, PyBytes>>,
     threads: Option<i64>,
     max_pixels: i64,
 ) -> PyResult<(Vec<Option<Bound<'py, PyArray2<u8>>>>, Vec<ItemError>)> {
-    let threads = crate::py_image::threads_arg(threads)?;
-    let limit = crate::py_image::max_pixels_arg(max_pixels)?;
+    let threads = super::image::threads_arg(threads)?;
+    let limit = super::image::max_pixels_arg(max_pixels)?;
     let slices: Vec<&[u8]> = datas.iter().map(|b| b.as_bytes()).collect();
     let results = py
         .allow_threads(|| batch::with_threads(threads, || pipeline::decode_many(&slices, limit)))
         .map_err(to_pyerr)?;
-    crate::py_image::images_and_errors(py, results, |i| format!("item {i}"))
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(localise_hand, m)?)?;
-    m.add_function(wrap_pyfunction!(process_encoded, m)?)?;
-    m.add_function(wrap_pyfunction!(decode_many, m)?)?;
-    Ok(())
+    super::image::images_and_errors(py, results, |i| format!("item {i}"))
 }

@@ -196,7 +196,7 @@ fn crops_arg(crops: Option<Vec<Option<Box4>>>, n: usize) -> PyResult<Option<Vec<
 /// CLAHE, as `cv2.createCLAHE(clip_limit, tile_grid).apply(img)`.
 #[pyfunction]
 #[pyo3(name = "clahe", signature = (img, clip_limit=2.0, tile_grid=(8, 8)))]
-fn clahe<'py>(
+pub(super) fn clahe<'py>(
     py: Python<'py>,
     img: &Bound<'py, PyAny>,
     clip_limit: f64,
@@ -213,7 +213,7 @@ fn clahe<'py>(
 
 /// Centred zero padding to a square.
 #[pyfunction]
-fn pad_to_square<'py>(
+pub(super) fn pad_to_square<'py>(
     py: Python<'py>,
     img: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyArray2<u8>>> {
@@ -241,7 +241,7 @@ fn resize_with<'py>(
 
 /// `cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)`.
 #[pyfunction]
-fn resize_area<'py>(
+pub(super) fn resize_area<'py>(
     py: Python<'py>,
     img: &Bound<'py, PyAny>,
     width: i64,
@@ -252,7 +252,7 @@ fn resize_area<'py>(
 
 /// `cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)`.
 #[pyfunction]
-fn resize_linear<'py>(
+pub(super) fn resize_linear<'py>(
     py: Python<'py>,
     img: &Bound<'py, PyAny>,
     width: i64,
@@ -264,7 +264,7 @@ fn resize_linear<'py>(
 /// PNG/JPEG bytes to 8-bit grey, as `cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)`.
 #[pyfunction]
 #[pyo3(signature = (data, max_pixels=DEFAULT_MAX_PIXELS as i64))]
-fn decode_gray<'py>(
+pub(super) fn decode_gray<'py>(
     py: Python<'py>,
     data: &[u8],
     max_pixels: i64,
@@ -279,7 +279,11 @@ fn decode_gray<'py>(
 /// A PNG/JPEG file to 8-bit grey, as `cv2.imread(path, cv2.IMREAD_GRAYSCALE)`.
 #[pyfunction]
 #[pyo3(signature = (path, max_pixels=DEFAULT_MAX_PIXELS as i64))]
-fn read_gray(py: Python<'_>, path: PathBuf, max_pixels: i64) -> PyResult<Bound<'_, PyArray2<u8>>> {
+pub(super) fn read_gray(
+    py: Python<'_>,
+    path: PathBuf,
+    max_pixels: i64,
+) -> PyResult<Bound<'_, PyArray2<u8>>> {
     let limit = max_pixels_arg(max_pixels)?;
     let out = py
         .allow_threads(|| decode::read_gray(&path, limit))
@@ -290,7 +294,7 @@ fn read_gray(py: Python<'_>, path: PathBuf, max_pixels: i64) -> PyResult<Bound<'
 /// crop -> CLAHE -> pad to square -> INTER_AREA resize, fused.
 #[pyfunction]
 #[pyo3(signature = (img, crop=None, size=256, clip_limit=2.0, tile_grid=(8, 8)))]
-fn preprocess<'py>(
+pub(super) fn preprocess<'py>(
     py: Python<'py>,
     img: &Bound<'py, PyAny>,
     crop: Option<Box4>,
@@ -335,7 +339,7 @@ fn stack<'py>(
 #[pyfunction]
 #[pyo3(signature = (images, crops=None, size=256, clip_limit=2.0, tile_grid=(8, 8), threads=None))]
 #[allow(clippy::type_complexity)]
-fn preprocess_batch<'py>(
+pub(super) fn preprocess_batch<'py>(
     py: Python<'py>,
     images: Vec<Bound<'py, PyAny>>,
     crops: Option<Vec<Option<Box4>>>,
@@ -367,7 +371,7 @@ fn preprocess_batch<'py>(
 #[pyfunction]
 #[pyo3(signature = (paths, crops=None, size=256, clip_limit=2.0, tile_grid=(8, 8), threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-fn preprocess_files<'py>(
+pub(super) fn preprocess_files<'py>(
     py: Python<'py>,
     paths: Vec<PathBuf>,
     crops: Option<Vec<Option<Box4>>>,
@@ -395,7 +399,7 @@ fn preprocess_files<'py>(
 #[pyfunction]
 #[pyo3(signature = (paths, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
 #[allow(clippy::type_complexity)]
-fn read_gray_files<'py>(
+pub(super) fn read_gray_files<'py>(
     py: Python<'py>,
     paths: Vec<PathBuf>,
     threads: Option<i64>,
@@ -429,19 +433,4 @@ pub fn images_and_errors<'py>(
         }
     }
     Ok((images, errors))
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("DEFAULT_MAX_PIXELS", DEFAULT_MAX_PIXELS)?;
-    m.add_function(wrap_pyfunction!(clahe, m)?)?;
-    m.add_function(wrap_pyfunction!(pad_to_square, m)?)?;
-    m.add_function(wrap_pyfunction!(resize_area, m)?)?;
-    m.add_function(wrap_pyfunction!(resize_linear, m)?)?;
-    m.add_function(wrap_pyfunction!(decode_gray, m)?)?;
-    m.add_function(wrap_pyfunction!(read_gray, m)?)?;
-    m.add_function(wrap_pyfunction!(preprocess, m)?)?;
-    m.add_function(wrap_pyfunction!(preprocess_batch, m)?)?;
-    m.add_function(wrap_pyfunction!(preprocess_files, m)?)?;
-    m.add_function(wrap_pyfunction!(read_gray_files, m)?)?;
-    Ok(())
 }
