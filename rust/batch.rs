@@ -42,10 +42,7 @@ pub fn preprocess_files(
         .map(|(i, path)| {
             let img = read_gray(path, max_pixels)?;
             let crop = crops.and_then(|c| c[i]);
-            preprocess(&img.view(), crop, params).map_err(|e| match e {
-                Error::Value(msg) => Error::decode(path.display().to_string(), msg),
-                other => other,
-            })
+            preprocess(&img.view(), crop, params).map_err(|e| e.with_path(path))
         })
         .collect()
 }

@@ -46,20 +46,16 @@ pub fn sniff(data: &[u8]) -> Option<Format> {
 
 fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<()> {
     if width == 0 || height == 0 {
-        return Err(Error::decode(
-            "<bytes>",
-            format!("image has an empty side ({width}x{height})"),
-        ));
+        return Err(Error::decode(format!(
+            "image has an empty side ({width}x{height})"
+        )));
     }
     if width.saturating_mul(height) > max_pixels {
-        return Err(Error::decode(
-            "<bytes>",
-            format!(
-                "image is {width}x{height} = {} pixels, over the limit of {max_pixels} \
+        return Err(Error::decode(format!(
+            "image is {width}x{height} = {} pixels, over the limit of {max_pixels} \
                  (raise max_pixels if this is intended)",
-                width.saturating_mul(height)
-            ),
-        ));
+            width.saturating_mul(height)
+        )));
     }
     Ok(())
 }
@@ -77,7 +73,6 @@ pub fn decode_gray(data: &[u8], max_pixels: u64) -> Result<Gray> {
             orientation::from_jpeg(data).unwrap_or(1),
         )),
         None => Err(Error::decode(
-            "<bytes>",
             "not a PNG or JPEG image (unrecognised signature)",
         )),
     }
@@ -90,7 +85,7 @@ pub fn read_gray(path: &Path, max_pixels: u64) -> Result<Gray> {
 }
 
 fn png_err(e: png::DecodingError) -> Error {
-    Error::decode("<bytes>", format!("corrupt or truncated PNG ({e})"))
+    Error::decode(format!("corrupt or truncated PNG ({e})"))
 }
 
 fn decode_png(data: &[u8], max_pixels: u64) -> Result<Gray> {
@@ -143,10 +138,9 @@ fn decode_png(data: &[u8], max_pixels: u64) -> Result<Gray> {
                 (rgb_to_gray16(r, g, b) >> 8) as u8
             })),
             _ => {
-                return Err(Error::decode(
-                    "<bytes>",
-                    format!("unsupported PNG layout ({channels} samples per pixel)"),
-                ))
+                return Err(Error::decode(format!(
+                    "unsupported PNG layout ({channels} samples per pixel)"
+                )))
             }
         }
     }
@@ -238,14 +232,14 @@ fn decode_jpeg(data: &[u8], max_pixels: u64) -> Result<Gray> {
     });
     match result {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(Error::decode("<bytes>", format!("corrupt JPEG ({e})"))),
+        Ok(Err(e)) => Err(Error::decode(format!("corrupt JPEG ({e})"))),
         Err(payload) => {
             let msg = payload
                 .downcast_ref::<String>()
                 .cloned()
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "libjpeg failed".to_string());
-            Err(Error::decode("<bytes>", format!("corrupt JPEG ({msg})")))
+            Err(Error::decode(format!("corrupt JPEG ({msg})")))
         }
     }
 }

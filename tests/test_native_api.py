@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 import zlib
@@ -261,3 +263,48 @@ def test_module_has_type_stubs_and_docs():
     ):
         assert f"def {name}(" in stub, name
         assert getattr(native, name).__doc__, name
+
+
+def test_one_core_error_maps_to_one_python_exception_everywhere(tmp_path):
+    """A missing file is the same FileNotFoundError (errno, OS text, file name) whether an image
+    or a shard reader meets it: one conversion from the core's error serves every binding."""
+    missing = tmp_path / "missing.bin"
+    calls = (
+        lambda: native.read_gray(missing),
+        lambda: native.read_examples([missing]),
+        lambda: native.read_records(missing),
+        lambda: native.count_records([missing]),
+    )
+    seen = set()
+    for call in calls:
+        with pytest.raises(FileNotFoundError) as err:
+            call()
+        e = err.value
+        seen.add((type(e), e.errno, e.strerror, e.filename, str(e)))
+    assert seen == {
+        (
+            FileNotFoundError,
+            errno.ENOENT,
+            os.strerror(errno.ENOENT),
+            str(missing),
+            f"[Errno {errno.ENOENT}] {os.strerror(errno.ENOENT)}: {str(missing)!r}",
+        )
+    }
+
+
+def test_decode_errors_name_the_file_or_nothing(tmp_path):
+    """In-memory bytes give the reason alone (no '<bytes>' stand-in); a file gives its path,
+    and the batch readers report the very message the single call raises."""
+    with pytest.raises(OSError) as err:
+        native.decode_gray(b"not an image")
+    assert str(err.value) == "not a PNG or JPEG image (unrecognised signature)"
+    assert "<bytes>" not in str(err.value)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(OSError) as err:
+        native.read_gray(bad)
+    assert str(err.value) == f"{bad}: not a PNG or JPEG image (unrecognised signature)"
+    _, errors = native.read_gray_files([bad])
+    assert errors == [(0, str(bad), str(err.value))]
+    _, errors = native.decode_many([b"not an image"])
+    assert errors == [(0, "item 0", "not a PNG or JPEG image (unrecognised signature)")]

@@ -3,195 +3,21 @@
 
 use std::path::PathBuf;
 
-use numpy::ndarray::{Array2, Array3};
-use numpy::{
-    IntoPyArray, PyArray2, PyArray3, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray2,
-    PyUntypedArray, PyUntypedArrayMethods,
-};
-use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use numpy::ndarray::Array3;
+use numpy::{IntoPyArray, PyArray2, PyArray3};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::batch;
 use crate::clahe as core_clahe;
 use crate::decode::{self, DEFAULT_MAX_PIXELS};
-use crate::error::Error;
 use crate::image::{Gray, GrayView};
-use crate::preprocess::{self as core_pre, Box4, Params};
+use crate::preprocess::{self as core_pre, Box4};
+
+use super::args::{
+    crops_arg, grid, max_pixels_arg, params, pixels, side, threads_arg, to_numpy, Pixels,
+};
 use crate::resize::{self, Interp};
-
-/// Maps a core error to the Python exception a caller expects: `ValueError` for bad
-/// arguments, `OSError` (with errno and filename when the OS gave one) for files and bytes.
-pub fn to_pyerr(e: Error) -> PyErr {
-    match e {
-        Error::Value(msg) => PyValueError::new_err(msg),
-        Error::Io { path, source } => match source.raw_os_error() {
-            Some(code) => {
-                PyOSError::new_err((code, source.to_string(), path.display().to_string()))
-            }
-            None => PyOSError::new_err(format!("{}: {source}", path.display())),
-        },
-        e @ (Error::Decode { .. } | Error::Record { .. }) => PyOSError::new_err(e.to_string()),
-    }
-}
-
-/// Pixels borrowed from a numpy array (any positive row stride, unit column stride) or, for
-/// other layouts, copied once into a packed buffer.
-pub enum Pixels<'py> {
-    Borrowed {
-        _guard: PyReadonlyArray2<'py, u8>,
-        ptr: *const u8,
-        len: usize,
-        width: usize,
-        height: usize,
-        stride: usize,
-    },
-    Owned(Gray),
-}
-
-impl Pixels<'_> {
-    pub fn view(&self) -> GrayView<'_> {
-        match self {
-            Pixels::Borrowed {
-                ptr,
-                len,
-                width,
-                height,
-                stride,
-                ..
-            } => {
-                // SAFETY: `ptr..ptr+len` lies inside the array that `_guard` keeps alive and
-                // borrowed read-only for as long as `self` lives.
-                let data = unsafe { std::slice::from_raw_parts(*ptr, *len) };
-                GrayView {
-                    width: *width,
-                    height: *height,
-                    stride: *stride,
-                    data,
-                }
-            }
-            Pixels::Owned(g) => g.view(),
-        }
-    }
-}
-
-/// Checks that `obj` is a non-empty 2-D uint8 numpy array and exposes its pixels.
-pub fn pixels<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<Pixels<'py>> {
-    let arr = obj.downcast::<PyUntypedArray>().map_err(|_| {
-        let ty = obj
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-        PyTypeError::new_err(format!(
-            "{name}: expected a numpy.ndarray of uint8, got {ty}"
-        ))
-    })?;
-    if arr.ndim() != 2 {
-        return Err(PyValueError::new_err(format!(
-            "{name}: expected a 2-D (height, width) grey image, got shape {:?}",
-            arr.shape()
-        )));
-    }
-    let dtype = arr.dtype();
-    if !dtype.is_equiv_to(&numpy::dtype::<u8>(obj.py())) {
-        return Err(PyValueError::new_err(format!(
-            "{name}: expected dtype uint8, got {dtype}"
-        )));
-    }
-    let (height, width) = (arr.shape()[0], arr.shape()[1]);
-    if height == 0 || width == 0 {
-        return Err(PyValueError::new_err(format!(
-            "{name}: empty image of shape ({height}, {width})"
-        )));
-    }
-    let typed = arr.downcast::<PyArray2<u8>>()?.readonly();
-    let strides = typed.strides();
-    if strides[1] == 1 && strides[0] >= width as isize {
-        let stride = strides[0] as usize;
-        let ptr = typed.data() as *const u8;
-        return Ok(Pixels::Borrowed {
-            _guard: typed,
-            ptr,
-            len: (height - 1) * stride + width,
-            width,
-            height,
-            stride,
-        });
-    }
-    let data: Vec<u8> = typed.as_array().iter().copied().collect();
-    Ok(Pixels::Owned(
-        Gray::from_vec(width, height, data).map_err(to_pyerr)?,
-    ))
-}
-
-/// Moves an image into a new numpy array without copying the pixels.
-pub fn to_numpy(py: Python<'_>, img: Gray) -> PyResult<Bound<'_, PyArray2<u8>>> {
-    let arr = Array2::from_shape_vec((img.height, img.width), img.data)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Ok(arr.into_pyarray(py))
-}
-
-fn grid(tile_grid: (i64, i64)) -> PyResult<(usize, usize)> {
-    let (gx, gy) = tile_grid;
-    if gx < 1 || gy < 1 || gx > 1024 || gy > 1024 {
-        return Err(PyValueError::new_err(format!(
-            "tile_grid must be (columns, rows) in 1..=1024, got ({gx}, {gy})"
-        )));
-    }
-    Ok((gx as usize, gy as usize))
-}
-
-fn side(v: i64, what: &str) -> PyResult<usize> {
-    if v < 1 || v > resize::MAX_SIDE as i64 {
-        return Err(PyValueError::new_err(format!(
-            "{what} must be in 1..={}, got {v}",
-            resize::MAX_SIDE
-        )));
-    }
-    Ok(v as usize)
-}
-
-pub(crate) fn params(size: i64, clip_limit: f64, tile_grid: (i64, i64)) -> PyResult<Params> {
-    let (grid_x, grid_y) = grid(tile_grid)?;
-    core_clahe::check_params(clip_limit, grid_x, grid_y).map_err(to_pyerr)?;
-    Ok(Params {
-        size: side(size, "size")?,
-        clip_limit,
-        grid_x,
-        grid_y,
-    })
-}
-
-pub(crate) fn threads_arg(threads: Option<i64>) -> PyResult<Option<usize>> {
-    match threads {
-        None => Ok(None),
-        Some(n) if (1..=1024).contains(&n) => Ok(Some(n as usize)),
-        Some(n) => Err(PyValueError::new_err(format!(
-            "threads must be in 1..=1024 or None (all cores), got {n}"
-        ))),
-    }
-}
-
-pub(crate) fn max_pixels_arg(max_pixels: i64) -> PyResult<u64> {
-    if max_pixels < 1 {
-        return Err(PyValueError::new_err(format!(
-            "max_pixels must be positive, got {max_pixels}"
-        )));
-    }
-    Ok(max_pixels as u64)
-}
-
-fn crops_arg(crops: Option<Vec<Option<Box4>>>, n: usize) -> PyResult<Option<Vec<Option<Box4>>>> {
-    if let Some(c) = &crops {
-        if c.len() != n {
-            return Err(PyValueError::new_err(format!(
-                "crops has {} entries for {n} images",
-                c.len()
-            )));
-        }
-    }
-    Ok(crops)
-}
 
 /// CLAHE, as `cv2.createCLAHE(clip_limit, tile_grid).apply(img)`.
 #[pyfunction]
@@ -205,9 +31,7 @@ pub(super) fn clahe<'py>(
     let (gx, gy) = grid(tile_grid)?;
     let px = pixels(img, "img")?;
     let view = px.view();
-    let out = py
-        .allow_threads(|| core_clahe::clahe(&view, clip_limit, gx, gy))
-        .map_err(to_pyerr)?;
+    let out = py.allow_threads(|| core_clahe::clahe(&view, clip_limit, gx, gy))?;
     to_numpy(py, out)
 }
 
@@ -233,9 +57,7 @@ fn resize_with<'py>(
     let (w, h) = (side(width, "width")?, side(height, "height")?);
     let px = pixels(img, "img")?;
     let view = px.view();
-    let out = py
-        .allow_threads(|| resize::resize(&view, w, h, interp))
-        .map_err(to_pyerr)?;
+    let out = py.allow_threads(|| resize::resize(&view, w, h, interp))?;
     to_numpy(py, out)
 }
 
@@ -270,9 +92,7 @@ pub(super) fn decode_gray<'py>(
     max_pixels: i64,
 ) -> PyResult<Bound<'py, PyArray2<u8>>> {
     let limit = max_pixels_arg(max_pixels)?;
-    let out = py
-        .allow_threads(|| decode::decode_gray(data, limit))
-        .map_err(to_pyerr)?;
+    let out = py.allow_threads(|| decode::decode_gray(data, limit))?;
     to_numpy(py, out)
 }
 
@@ -285,9 +105,7 @@ pub(super) fn read_gray(
     max_pixels: i64,
 ) -> PyResult<Bound<'_, PyArray2<u8>>> {
     let limit = max_pixels_arg(max_pixels)?;
-    let out = py
-        .allow_threads(|| decode::read_gray(&path, limit))
-        .map_err(to_pyerr)?;
+    let out = py.allow_threads(|| decode::read_gray(&path, limit))?;
     to_numpy(py, out)
 }
 
@@ -305,9 +123,7 @@ pub(super) fn preprocess<'py>(
     let p = params(size, clip_limit, tile_grid)?;
     let px = pixels(img, "img")?;
     let view = px.view();
-    let out = py
-        .allow_threads(|| core_pre::preprocess(&view, crop, &p))
-        .map_err(to_pyerr)?;
+    let out = py.allow_threads(|| core_pre::preprocess(&view, crop, &p))?;
     to_numpy(py, out)
 }
 
@@ -357,13 +173,11 @@ pub(super) fn preprocess_batch<'py>(
         .map(|(i, img)| pixels(img, &format!("images[{i}]")))
         .collect::<PyResult<_>>()?;
     let views: Vec<GrayView<'_>> = pixels.iter().map(|p| p.view()).collect();
-    let results = py
-        .allow_threads(|| {
-            batch::with_threads(threads, || {
-                batch::preprocess_views(&views, crops.as_deref(), &p)
-            })
+    let results = py.allow_threads(|| {
+        batch::with_threads(threads, || {
+            batch::preprocess_views(&views, crops.as_deref(), &p)
         })
-        .map_err(to_pyerr)?;
+    })?;
     stack(py, results, p.size, |i| format!("images[{i}]"))
 }
 
@@ -385,13 +199,11 @@ pub(super) fn preprocess_files<'py>(
     let threads = threads_arg(threads)?;
     let limit = max_pixels_arg(max_pixels)?;
     let crops = crops_arg(crops, paths.len())?;
-    let results = py
-        .allow_threads(|| {
-            batch::with_threads(threads, || {
-                batch::preprocess_files(&paths, crops.as_deref(), &p, limit)
-            })
+    let results = py.allow_threads(|| {
+        batch::with_threads(threads, || {
+            batch::preprocess_files(&paths, crops.as_deref(), &p, limit)
         })
-        .map_err(to_pyerr)?;
+    })?;
     stack(py, results, p.size, |i| paths[i].display().to_string())
 }
 
@@ -407,9 +219,8 @@ pub(super) fn read_gray_files<'py>(
 ) -> PyResult<(Vec<Option<Bound<'py, PyArray2<u8>>>>, Vec<ItemError>)> {
     let threads = threads_arg(threads)?;
     let limit = max_pixels_arg(max_pixels)?;
-    let results = py
-        .allow_threads(|| batch::with_threads(threads, || batch::read_files(&paths, limit)))
-        .map_err(to_pyerr)?;
+    let results =
+        py.allow_threads(|| batch::with_threads(threads, || batch::read_files(&paths, limit)))?;
     images_and_errors(py, results, |i| paths[i].display().to_string())
 }
 

@@ -2,10 +2,13 @@
 //! module is the one place that does, and [`_native`] below lists the whole Python surface,
 //! every exported name once.
 //!
+//! - [`errors`]: the one `From<crate::error::Error> for PyErr`; [`args`]: argument helpers.
 //! - [`image`]: decoding, CLAHE, resizing, preprocessing (single and batch).
 //! - [`pipeline`]: the hand localiser and the fused bulk-job call.
 //! - [`tfrecord`]: shard writing and reading, Example coding, batch augmentation.
 
+mod args;
+mod errors;
 mod image;
 mod pipeline;
 mod tfrecord;
@@ -26,7 +29,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Exceptions.
     m.add(
         "CorruptRecordError",
-        py.get_type::<tfrecord::CorruptRecordError>(),
+        py.get_type::<errors::CorruptRecordError>(),
     )?;
 
     // Images.

@@ -6,7 +6,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::image::{pixels, to_pyerr, ItemError};
+use super::args::{max_pixels_arg, pixels, threads_arg};
+use super::image::{images_and_errors, ItemError};
 use crate::batch;
 use crate::decode::DEFAULT_MAX_PIXELS;
 use crate::localise;
@@ -23,7 +24,7 @@ fn margin_arg(margin: f64) -> PyResult<f64> {
 }
 
 fn params(size: i64, clip_limit: f64, tile_grid: (i64, i64)) -> PyResult<Params> {
-    super::image::params(size, clip_limit, tile_grid)
+    super::args::params(size, clip_limit, tile_grid)
 }
 
 fn localisation_dict<'py>(
@@ -57,9 +58,7 @@ pub(super) fn localise_hand<'py>(
     let margin = margin_arg(margin)?;
     let px = pixels(img, "img")?;
     let view = px.view();
-    let loc = py
-        .allow_threads(|| localise::localise(&view, margin))
-        .map_err(to_pyerr)?;
+    let loc = py.allow_threads(|| localise::localise(&view, margin))?;
     localisation_dict(py, &loc)
 }
 
@@ -100,24 +99,22 @@ pub(super) fn process_encoded<'py>(
     Vec<Option<Bound<'py, PyDict>>>,
     Vec<ItemError>,
 )> {
-    let mode: Localiser = localiser.parse().map_err(to_pyerr)?;
+    let mode: Localiser = localiser.parse()?;
     let p = params(size, clip_limit, tile_grid)?;
     let margin = margin_arg(margin)?;
-    let threads = super::image::threads_arg(threads)?;
-    let limit = super::image::max_pixels_arg(max_pixels)?;
+    let threads = threads_arg(threads)?;
+    let limit = max_pixels_arg(max_pixels)?;
     if let Some(l) = &labels {
         if l.len() != datas.len() {
             return Err(PyValueError::new_err("labels must have one entry per item"));
         }
     }
     let slices: Vec<&[u8]> = datas.iter().map(|b| b.as_bytes()).collect();
-    let results = py
-        .allow_threads(|| {
-            batch::with_threads(threads, || {
-                pipeline::process_many(&slices, mode, &p, margin, limit)
-            })
+    let results = py.allow_threads(|| {
+        batch::with_threads(threads, || {
+            pipeline::process_many(&slices, mode, &p, margin, limit)
         })
-        .map_err(to_pyerr)?;
+    })?;
     let n = results.len();
     let plane = p.size * p.size;
     let mut data = vec![0u8; n * plane];
@@ -153,11 +150,10 @@ pub(super) fn decode_many<'py>(
     threads: Option<i64>,
     max_pixels: i64,
 ) -> PyResult<(Vec<Option<Bound<'py, PyArray2<u8>>>>, Vec<ItemError>)> {
-    let threads = super::image::threads_arg(threads)?;
-    let limit = super::image::max_pixels_arg(max_pixels)?;
+    let threads = threads_arg(threads)?;
+    let limit = max_pixels_arg(max_pixels)?;
     let slices: Vec<&[u8]> = datas.iter().map(|b| b.as_bytes()).collect();
     let results = py
-        .allow_threads(|| batch::with_threads(threads, || pipeline::decode_many(&slices, limit)))
-        .map_err(to_pyerr)?;
-    super::image::images_and_errors(py, results, |i| format!("item {i}"))
+        .allow_threads(|| batch::with_threads(threads, || pipeline::decode_many(&slices, limit)))?;
+    images_and_errors(py, results, |i| format!("item {i}"))
 }

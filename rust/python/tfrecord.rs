@@ -15,7 +15,7 @@ use numpy::{
     PyArray1, PyArray2, PyArray3, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray,
     PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
@@ -27,15 +27,6 @@ use crate::tfrecord::{
     self, Compression, Example, Feature, FileExample, FileRecord, MultiReader, ShardSummary,
 };
 
-pyo3::create_exception!(
-    boneage._native,
-    CorruptRecordError,
-    PyOSError,
-    "A corrupt or truncated TFRecord record (or one that is not a tf.train.Example).\n\n\
-     `path` is the file and `offset` the byte offset of the record's start (in the \
-     decompressed stream for a GZIP file)."
-);
-
 /// Records (and at most this many bytes) read per release of the GIL.
 const CHUNK_RECORDS: usize = 64;
 const CHUNK_BYTES: usize = 8 << 20;
@@ -46,43 +37,6 @@ const BATCH_CHUNK_BYTES: usize = 512 << 10;
 
 /// Keys the writer sets itself; `**extra` may not use them.
 const RESERVED: [&str; 6] = ["image", "height", "width", "id", "male", "age"];
-
-fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
-    match e {
-        Error::Value(msg) => PyValueError::new_err(msg),
-        Error::Io { path, source } => {
-            let name = path.display().to_string();
-            if let Some(errno) = source.raw_os_error() {
-                let strerror = py
-                    .import("os")
-                    .and_then(|os| os.call_method1("strerror", (errno,)))
-                    .and_then(|s| s.extract::<String>())
-                    .unwrap_or_else(|_| source.to_string());
-                // OSError(errno, strerror, filename) picks the subclass (PermissionError, ...).
-                PyOSError::new_err((errno, strerror, name))
-            } else {
-                PyOSError::new_err(format!("{name}: {source}"))
-            }
-        }
-        Error::Decode { .. } => PyOSError::new_err(e.to_string()),
-        Error::Record {
-            path,
-            offset,
-            reason,
-        } => {
-            let name = path.display().to_string();
-            let err = CorruptRecordError::new_err(format!("{name}: {reason}"));
-            let value = err.value(py);
-            // Setting attributes on a fresh OSError instance cannot fail in practice; if it
-            // did, the message still carries both.
-            // `path`, not OSError's `filename`: setting that would rewrite str(err) as
-            // "[Errno None] None: 'path'" and hide the reason.
-            let _ = value.setattr("path", name);
-            let _ = value.setattr("offset", offset);
-            err
-        }
-    }
-}
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
@@ -645,11 +599,9 @@ impl ShardWriter {
             ),
         };
         let n = num_shards as usize;
-        let mut writer = py
-            .allow_threads(|| {
-                tfrecord::ShardWriter::create(&directory, &split, n, compression, only.as_deref())
-            })
-            .map_err(|e| to_pyerr(py, e))?;
+        let mut writer = py.allow_threads(|| {
+            tfrecord::ShardWriter::create(&directory, &split, n, compression, only.as_deref())
+        })?;
         writer.set_fsync(fsync);
         let paths = writer.paths();
         Ok(ShardWriter {
@@ -675,14 +627,13 @@ impl ShardWriter {
         extra: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<usize> {
         if !matches!(*read_state(&self.state), State::Open(_)) {
-            return Err(to_pyerr(py, closed_err(&read_state(&self.state))));
+            return Err(closed_err(&read_state(&self.state)).into());
         }
         let (id, example) = one_case(image, id, male, age, extra)?;
-        py.allow_threads(|| match &*read_state(&self.state) {
+        Ok(py.allow_threads(|| match &*read_state(&self.state) {
             State::Open(w) => w.write_example(&id, &example),
             other => Err(closed_err(other)),
-        })
-        .map_err(|e| to_pyerr(py, e))
+        })?)
     }
 
     /// Adds many cases (encoded in parallel); returns the shard index of each.
@@ -697,7 +648,7 @@ impl ShardWriter {
         extras: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<usize>> {
         if !matches!(*read_state(&self.state), State::Open(_)) {
-            return Err(to_pyerr(py, closed_err(&read_state(&self.state))));
+            return Err(closed_err(&read_state(&self.state)).into());
         }
         let images = BatchImages::new(images)?;
         let n = images.len();
@@ -728,8 +679,7 @@ impl ShardWriter {
         py.allow_threads(|| match &*read_state(&self.state) {
             State::Open(w) => w.check_ids(metas.iter().map(|m| m.0.as_str())),
             other => Err(closed_err(other)),
-        })
-        .map_err(|e| to_pyerr(py, e))?;
+        })?;
         // Then pixels are copied a chunk at a time into one reused buffer (bounded memory, no
         // fresh pages per image) and each chunk is encoded and written without the GIL.
         let mut shards = Vec::with_capacity(n);
@@ -749,19 +699,17 @@ impl ShardWriter {
                     (id, ex)
                 })
                 .collect();
-            let done = py
-                .allow_threads(|| {
-                    let items: Vec<(String, Example, &[u8])> = examples
-                        .into_iter()
-                        .zip(&spans)
-                        .map(|((id, ex), (_, span))| (id, ex, &pixels[span.clone()]))
-                        .collect();
-                    match &*read_state(&self.state) {
-                        State::Open(w) => w.write_batch_with("image", &items),
-                        other => Err(closed_err(other)),
-                    }
-                })
-                .map_err(|e| to_pyerr(py, e))?;
+            let done = py.allow_threads(|| {
+                let items: Vec<(String, Example, &[u8])> = examples
+                    .into_iter()
+                    .zip(&spans)
+                    .map(|((id, ex), (_, span))| (id, ex, &pixels[span.clone()]))
+                    .collect();
+                match &*read_state(&self.state) {
+                    State::Open(w) => w.write_batch_with("image", &items),
+                    other => Err(closed_err(other)),
+                }
+            })?;
             shards.extend(done);
         }
         *self.pixels.lock().unwrap_or_else(|e| e.into_inner()) = pixels;
@@ -797,7 +745,7 @@ impl ShardWriter {
                 }
             }
         });
-        let shards = result.map_err(|e| to_pyerr(py, e))?;
+        let shards = result?;
         self.summary_dict(py, &shards)
     }
 
@@ -1137,9 +1085,7 @@ reader_methods!(RecordReader, {
         let this = &mut *slf;
         if this.ready.is_empty() {
             let inner = &mut this.inner;
-            let chunk = py
-                .allow_threads(|| inner.next_chunk(CHUNK_RECORDS, CHUNK_BYTES))
-                .map_err(|e| to_pyerr(py, e))?;
+            let chunk = py.allow_threads(|| inner.next_chunk(CHUNK_RECORDS, CHUNK_BYTES))?;
             this.ready.extend(chunk);
         }
         Ok(this
@@ -1164,9 +1110,8 @@ reader_methods!(ExampleReader, {
         let this = &mut *slf;
         if this.ready.is_empty() {
             let inner = &mut this.inner;
-            let chunk = py
-                .allow_threads(|| inner.next_example_chunk(CHUNK_RECORDS, CHUNK_BYTES))
-                .map_err(|e| to_pyerr(py, e))?;
+            let chunk =
+                py.allow_threads(|| inner.next_example_chunk(CHUNK_RECORDS, CHUNK_BYTES))?;
             this.ready.extend(chunk);
         }
         match this.ready.pop_front() {
@@ -1185,9 +1130,7 @@ pub(super) fn read_records(
     skip_corrupt: bool,
 ) -> PyResult<RecordReader> {
     let paths = paths_arg(paths)?;
-    let inner = py
-        .allow_threads(|| MultiReader::new(paths, skip_corrupt))
-        .map_err(|e| to_pyerr(py, e))?;
+    let inner = py.allow_threads(|| MultiReader::new(paths, skip_corrupt))?;
     Ok(RecordReader {
         inner,
         ready: VecDeque::new(),
@@ -1203,9 +1146,7 @@ pub(super) fn read_examples(
     skip_corrupt: bool,
 ) -> PyResult<ExampleReader> {
     let paths = paths_arg(paths)?;
-    let inner = py
-        .allow_threads(|| MultiReader::new(paths, skip_corrupt))
-        .map_err(|e| to_pyerr(py, e))?;
+    let inner = py.allow_threads(|| MultiReader::new(paths, skip_corrupt))?;
     Ok(ExampleReader {
         inner,
         ready: VecDeque::new(),
@@ -1216,13 +1157,12 @@ pub(super) fn read_examples(
 #[pyfunction]
 pub(super) fn count_records(py: Python<'_>, paths: &Bound<'_, PyAny>) -> PyResult<u64> {
     let paths = paths_arg(paths)?;
-    py.allow_threads(|| {
+    Ok(py.allow_threads(|| {
         paths
             .iter()
             .map(|p| tfrecord::count_records(p))
             .sum::<crate::error::Result<u64>>()
-    })
-    .map_err(|e| to_pyerr(py, e))
+    })?)
 }
 
 /// The serialised tf.train.Example that ShardWriter.write would store for these arguments.
@@ -1302,9 +1242,7 @@ pub(super) fn augment_images<'py>(
     if n == 0 {
         return PyArray1::from_vec(py, Vec::<f32>::new()).reshape([0, h, w]);
     }
-    let out = py
-        .allow_threads(|| augment::augment_batch(&pixels, n, h, w, &params))
-        .map_err(|e| to_pyerr(py, e))?;
+    let out = py.allow_threads(|| augment::augment_batch(&pixels, n, h, w, &params))?;
     PyArray1::from_vec(py, out).reshape([n, h, w])
 }
 
