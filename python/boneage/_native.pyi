@@ -127,7 +127,7 @@ def decode_many(
 ) -> tuple[list[Image | None], list[ItemError]]:
     """Decodes many encoded images in parallel; None where one failed."""
 
-# --- TFRecord shards and batch augmentation (rust/tfrecord.rs, rust/augment.rs)
+# --- TFRecord shards and batch augmentation (rust/tfrecord/, rust/augment.rs)
 
 _Path = str | os.PathLike[str]
 _Paths = _Path | Sequence[_Path]
