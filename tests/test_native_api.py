@@ -308,3 +308,40 @@ def test_decode_errors_name_the_file_or_nothing(tmp_path):
     assert errors == [(0, str(bad), str(err.value))]
     _, errors = native.decode_many([b"not an image"])
     assert errors == [(0, "item 0", "not a PNG or JPEG image (unrecognised signature)")]
+
+
+def test_shard_naming_has_one_owner(tmp_path):
+    """shard_name is what ShardWriter writes, parse_shard_name and shard_glob read it back."""
+    for compression in (None, "GZIP"):
+        out = tmp_path / str(compression)
+        with native.ShardWriter(str(out), "train", 3, compression) as w:
+            w.write(IMG[:4, :5], "a")
+        written = sorted(p.name for p in out.iterdir())
+        names = [native.shard_name("train", i, 3, compression) for i in range(3)]
+        assert written == names
+        assert [native.parse_shard_name(n) for n in names] == [
+            ("train", i, 3, compression == "GZIP") for i in range(3)
+        ]
+        assert sorted(p.name for p in out.glob(native.shard_glob("train"))) == names
+        assert sorted(p.name for p in out.glob(native.shard_glob())) == names
+        assert [native.is_gzip_file(out / n) for n in names] == [compression == "GZIP"] * 3
+    assert native.shard_name("val", 7, 12) == "val-00007-of-00012.tfrecord"
+    for bad in (".val-00001-of-00002.tfrecord.tmp-9-0", "val-1-of-2.tfrecord", "x.png"):
+        assert native.parse_shard_name(bad) is None
+    with pytest.raises(ValueError, match="out of range"):
+        native.shard_name("val", 2, 2)
+    with pytest.raises(ValueError, match="split"):
+        native.shard_name("a/b", 0, 1)
+    with pytest.raises(FileNotFoundError):
+        native.is_gzip_file(tmp_path / "missing")
+
+
+def test_reserved_keys_are_the_keys_the_writer_sets(tmp_path):
+    assert isinstance(native.RESERVED_KEYS, tuple)
+    ex = native.decode_example(native.encode_example(IMG[:3, :4], "id1", male=1, age=3.5))
+    assert set(ex) == set(native.RESERVED_KEYS)
+    with native.ShardWriter(str(tmp_path), "t", 1) as w:
+        for key in native.RESERVED_KEYS:
+            with pytest.raises(ValueError, match="reserved"):
+                w.write_batch([IMG[:3, :4]], ["id1"], extras={key: [1]})
+        w.write_batch([IMG[:3, :4]], ["id1"], extras={"box": [[0, 0, 4, 3]]})

@@ -386,6 +386,37 @@ def shard_index(id: str | int, num_shards: int) -> int:
     0x100000001b3) of the id's UTF-8 bytes, modulo ``num_shards``. An int id is its decimal
     text."""
 
+RESERVED_KEYS: tuple[str, ...]
+"""The keys of a case record that the writer sets itself (``image``, ``height``, ``width``,
+``id``, ``male``, ``age``); extra features may not use them."""
+
+def shard_name(
+    split: str, index: int, num_shards: int, compression: Literal["GZIP"] | None = None
+) -> str:
+    """The file name :class:`ShardWriter` gives shard ``index`` of ``num_shards``:
+    ``{split}-{index:05d}-of-{num_shards:05d}.tfrecord`` (``.tfrecord.gz`` with GZIP).
+
+    Raises:
+        ValueError: a split that is not a plain name, ``num_shards`` outside 1..99999, or an
+            index outside ``0..num_shards``.
+    """
+
+def parse_shard_name(name: str) -> tuple[str, int, int, bool] | None:
+    """``(split, index, num_shards, gzip)`` of a shard file name (a bare name, not a path), or
+    ``None`` for any name :class:`ShardWriter` does not write (hidden temporaries included).
+    The index is not checked against the count."""
+
+def shard_glob(split: str = "*") -> str:
+    """A glob pattern for the shard files of ``split``: ``{split}-*-of-*.tfrecord*``."""
+
+def is_gzip_file(path: _Path) -> bool:
+    """Whether a TFRecord file is GZIP-compressed, judged by content exactly as the readers
+    judge it: gzip magic ``1f 8b`` unless the first 12 bytes also form a valid record header.
+
+    Raises:
+        OSError: the file cannot be opened or read.
+    """
+
 def augment_images(
     images: npt.NDArray[np.uint8] | Sequence[npt.NDArray[np.uint8]],
     affine: npt.ArrayLike,

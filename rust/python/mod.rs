@@ -14,6 +14,7 @@ mod pipeline;
 mod tfrecord;
 
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 use crate::decode::DEFAULT_MAX_PIXELS;
 
@@ -25,6 +26,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     // Constants.
     m.add("DEFAULT_MAX_PIXELS", DEFAULT_MAX_PIXELS)?;
+    m.add(
+        "RESERVED_KEYS",
+        PyTuple::new(py, crate::tfrecord::RESERVED_KEYS)?,
+    )?;
 
     // Exceptions.
     m.add(
@@ -59,6 +64,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(tfrecord::encode_example, m)?)?;
     m.add_function(wrap_pyfunction!(tfrecord::decode_example, m)?)?;
     m.add_function(wrap_pyfunction!(tfrecord::shard_index, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::shard_name, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::parse_shard_name, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::shard_glob, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::is_gzip_file, m)?)?;
     m.add_function(wrap_pyfunction!(tfrecord::augment_images, m)?)?;
     Ok(())
 }

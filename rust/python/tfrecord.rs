@@ -25,6 +25,7 @@ use crate::augment;
 use crate::error::Error;
 use crate::tfrecord::{
     self, Compression, Example, Feature, FileExample, FileRecord, MultiReader, ShardSummary,
+    RESERVED_KEYS,
 };
 
 /// Records (and at most this many bytes) read per release of the GIL.
@@ -34,9 +35,6 @@ const CHUNK_BYTES: usize = 8 << 20;
 /// Pixel bytes of a write_batch copied, then encoded and written, per release of the GIL (at
 /// least one image): small enough that the pixels are still in cache when they are encoded.
 const BATCH_CHUNK_BYTES: usize = 512 << 10;
-
-/// Keys the writer sets itself; `**extra` may not use them.
-const RESERVED: [&str; 6] = ["image", "height", "width", "id", "male", "age"];
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
@@ -313,9 +311,9 @@ fn check_extra_key(key: &str) -> PyResult<()> {
     if key.is_empty() {
         return Err(value_err("extra feature names must not be empty"));
     }
-    if RESERVED.contains(&key) {
+    if RESERVED_KEYS.contains(&key) {
         return Err(value_err(format!(
-            "extra feature name {key:?} is reserved (the writer sets {RESERVED:?} itself)"
+            "extra feature name {key:?} is reserved (the writer sets {RESERVED_KEYS:?} itself)"
         )));
     }
     Ok(())
@@ -1244,6 +1242,60 @@ pub(super) fn augment_images<'py>(
     }
     let out = py.allow_threads(|| augment::augment_batch(&pixels, n, h, w, &params))?;
     PyArray1::from_vec(py, out).reshape([n, h, w])
+}
+
+/// The file name of shard `index` of `num_shards` for `split`: what ShardWriter writes.
+#[pyfunction]
+#[pyo3(signature = (split, index, num_shards, compression=None))]
+pub(super) fn shard_name(
+    split: &str,
+    index: i64,
+    num_shards: i64,
+    compression: Option<&str>,
+) -> PyResult<String> {
+    tfrecord::check_split(split)?;
+    let n = num_shards_arg(num_shards)?;
+    let i = usize::try_from(index)
+        .ok()
+        .filter(|&i| i < n)
+        .ok_or_else(|| {
+            value_err(format!(
+                "shard index {index} out of range for num_shards={n}"
+            ))
+        })?;
+    let compression = parse_compression(compression, None)?;
+    Ok(tfrecord::shard_file_name(split, i, n, compression))
+}
+
+/// `(split, index, num_shards, gzip)` of a shard file name (a bare name, not a path), or None
+/// when the name is not one ShardWriter writes.
+#[pyfunction]
+pub(super) fn parse_shard_name(name: &str) -> Option<(String, usize, usize, bool)> {
+    tfrecord::parse_shard_file_name(name)
+        .map(|s| (s.split.to_owned(), s.index, s.num_shards, s.gzip))
+}
+
+/// A glob pattern for the shard files of `split` (every split by default).
+#[pyfunction]
+#[pyo3(signature = (split="*"))]
+pub(super) fn shard_glob(split: &str) -> String {
+    tfrecord::shard_glob(split)
+}
+
+/// Whether a TFRecord file is GZIP-compressed, judged by content as the readers judge it.
+#[pyfunction]
+pub(super) fn is_gzip_file(py: Python<'_>, path: PathBuf) -> PyResult<bool> {
+    Ok(py.allow_threads(|| tfrecord::is_gzip_file(&path))?)
+}
+
+fn num_shards_arg(num_shards: i64) -> PyResult<usize> {
+    if !(1..=tfrecord::MAX_SHARDS as i64).contains(&num_shards) {
+        return Err(value_err(format!(
+            "num_shards must be between 1 and {}, got {num_shards}",
+            tfrecord::MAX_SHARDS
+        )));
+    }
+    Ok(num_shards as usize)
 }
 
 /// The shard a case id goes to: FNV-1a 64 of its UTF-8 bytes, modulo num_shards.

@@ -541,6 +541,10 @@ fn decode_feature(buf: &[u8]) -> PbResult<Option<Feature>> {
     Ok(out)
 }
 
+/// The keys of a case record that the writer sets itself (`image`, `height`, `width`, `id`,
+/// `male`, `age`); extra features may not use them.
+pub const RESERVED_KEYS: [&str; 6] = ["image", "height", "width", "id", "male", "age"];
+
 #[cfg(test)]
 mod tests {
     use super::super::testutil::case;

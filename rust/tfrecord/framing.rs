@@ -1,6 +1,10 @@
 //! Record framing: `u64le length`, `u32le masked_crc32c(length)`, `data`,
 //! `u32le masked_crc32c(data)`, and telling a GZIP file from a plain one by its first bytes.
 
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
 const MASK_DELTA: u32 = 0xa282_ead8;
 /// Bytes before a record's data: the length and its checksum.
 pub const HEADER_LEN: usize = 12;
@@ -53,6 +57,18 @@ pub fn looks_gzip(head: &[u8]) -> bool {
     true
 }
 
+/// [`looks_gzip`] on the first bytes of the file at `path`: what every reader of this crate
+/// decides, so a caller choosing a decompressor (e.g. for `tf.data`) agrees with it.
+pub fn is_gzip_file(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = Vec::with_capacity(HEADER_LEN);
+    file.take(HEADER_LEN as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(looks_gzip(&head))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +93,25 @@ mod tests {
         );
         assert_eq!(&rec[12..15], b"abc");
         assert_eq!(&rec[15..], &masked_crc32c(b"abc").to_le_bytes());
+    }
+
+    #[test]
+    fn gzip_files_are_told_by_content() {
+        let dir = std::env::temp_dir().join(format!("boneage-gz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let plain = dir.join("a.tfrecord.gz"); // the name does not matter
+        std::fs::write(&plain, frame(b"x")).unwrap();
+        let gz = dir.join("b.tfrecord");
+        std::fs::write(&gz, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff, 3, 0]).unwrap();
+        let short = dir.join("c");
+        std::fs::write(&short, [0x1f]).unwrap();
+        assert!(!is_gzip_file(&plain).unwrap());
+        assert!(is_gzip_file(&gz).unwrap());
+        assert!(!is_gzip_file(&short).unwrap());
+        assert!(matches!(
+            is_gzip_file(&dir.join("missing")),
+            Err(Error::Io { .. })
+        ));
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -64,6 +64,49 @@ pub fn check_split(split: &str) -> Result<()> {
     Ok(())
 }
 
+/// A shard file name taken apart: the inverse of [`shard_file_name`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardName<'a> {
+    pub split: &'a str,
+    pub index: usize,
+    pub num_shards: usize,
+    pub gzip: bool,
+}
+
+/// Parses `{split}-{index:05}-of-{num_shards:05}.tfrecord[.gz]` (exactly five ASCII digits
+/// each; `split` a valid split name). `None` for any other name, hidden temporaries of an
+/// unfinished writer included. The index is not checked against the count: a caller judging
+/// a set of shards reports that.
+pub fn parse_shard_file_name(name: &str) -> Option<ShardName<'_>> {
+    let (stem, gzip) = match name.strip_suffix(".tfrecord.gz") {
+        Some(stem) => (stem, true),
+        None => (name.strip_suffix(".tfrecord")?, false),
+    };
+    // stem = split + "-" + 5 digits + "-of-" + 5 digits
+    const TAIL: usize = 1 + 5 + 4 + 5;
+    if stem.len() <= TAIL || !stem.is_char_boundary(stem.len() - TAIL) {
+        return None;
+    }
+    let (split, tail) = stem.split_at(stem.len() - TAIL);
+    let b = tail.as_bytes();
+    let digits = |s: &[u8]| s.iter().all(u8::is_ascii_digit);
+    if b[0] != b'-' || &b[6..10] != b"-of-" || !digits(&b[1..6]) || !digits(&b[10..15]) {
+        return None;
+    }
+    check_split(split).ok()?;
+    Some(ShardName {
+        split,
+        index: tail[1..6].parse().ok()?,
+        num_shards: tail[10..15].parse().ok()?,
+        gzip,
+    })
+}
+
+/// A glob pattern matching every shard file of `split` (`"*"` for any split).
+pub fn shard_glob(split: &str) -> String {
+    format!("{split}-*-of-*.tfrecord*")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +133,41 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a\\b"] {
             assert!(check_split(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn shard_names_parse_back() {
+        for (split, i, n, c) in [
+            ("train", 0, 1, Compression::None),
+            ("val-2", 41, 99_999, Compression::Gzip { level: 6 }),
+            ("a-00001-of-00002", 3, 7, Compression::None),
+            ("é", 5, 6, Compression::None),
+        ] {
+            let name = shard_file_name(split, i, n, c);
+            let parsed = parse_shard_file_name(&name).unwrap();
+            assert_eq!(
+                parsed,
+                ShardName {
+                    split,
+                    index: i,
+                    num_shards: n,
+                    gzip: c != Compression::None
+                }
+            );
+        }
+        for bad in [
+            "train-00001-of-00002.tfrecords",
+            "train-0001-of-00002.tfrecord",
+            "train-00001-of-0002x.tfrecord",
+            "-00001-of-00002.tfrecord",
+            "train_00001-of-00002.tfrecord",
+            "train-00001-of-00002.tfrecord.gz.tmp",
+            ".train-00001-of-00002.tfrecord.tmp-1-0",
+            "tfrecord",
+            "",
+        ] {
+            assert_eq!(parse_shard_file_name(bad), None, "{bad:?}");
+        }
+        assert_eq!(shard_glob("train"), "train-*-of-*.tfrecord*");
     }
 }
