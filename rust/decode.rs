@@ -13,12 +13,16 @@
 //! - EXIF orientation (JPEG APP1, PNG eXIf) turns the image upright, as OpenCV does.
 //!
 //! Sizes are checked from the header before any pixel buffer is allocated, against a caller-
-//! supplied pixel limit, so a tiny file claiming 60000x60000 pixels is refused at once.
+//! supplied pixel limit, so a tiny file claiming 60000x60000 pixels is refused at once, and
+//! against the aspect-ratio policy of [`crate::image`] (long side at most 10 times the short
+//! side, unless it is at most 4096 px), so a valid 200 KB PNG of 99,000,000 x 1 pixels is
+//! refused before it is decoded rather than feeding gigabyte-sized derived buffers.
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{try_filled, Error, Result};
 use crate::image::Gray;
+use crate::image::{aspect_ok, ASPECT_FREE_SIDE, MAX_ASPECT_RATIO};
 use crate::orientation;
 
 /// Default ceiling on decoded pixels (decompression-bomb guard).
@@ -48,6 +52,12 @@ fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<()> {
     if width == 0 || height == 0 {
         return Err(Error::decode(format!(
             "image has an empty side ({width}x{height})"
+        )));
+    }
+    if !aspect_ok(width, height) {
+        return Err(Error::decode(format!(
+            "image is {width}x{height}: its long side is over {MAX_ASPECT_RATIO} times its short \
+             side (and over {ASPECT_FREE_SIDE} px), thinner than any radiograph"
         )));
     }
     if width.saturating_mul(height) > max_pixels {
@@ -107,7 +117,7 @@ fn decode_png(data: &[u8], max_pixels: u64) -> Result<Gray> {
             info.gama_chunk.map(|g| g.into_scaled())
         }
     };
-    let mut buf = vec![0u8; reader.output_buffer_size()];
+    let mut buf = try_filled(reader.output_buffer_size(), 0u8, "the PNG decoding buffer")?;
     let frame = reader.next_frame(&mut buf).map_err(png_err)?;
     let (w, h) = (frame.width as usize, frame.height as usize);
     let buf = &buf[..frame.buffer_size()];
@@ -324,5 +334,58 @@ mod tests {
         );
         assert!(decode_gray(&png[..png.len() / 2], DEFAULT_MAX_PIXELS).is_err());
         assert!(decode_gray(b"\xff\xd8\xff\xe0garbage", DEFAULT_MAX_PIXELS).is_err());
+    }
+
+    /// A valid PNG of `w` x `h` grey pixels, all zero, built by hand (one IDAT).
+    fn zero_png(w: u32, h: u32) -> Vec<u8> {
+        use std::io::Write;
+        let row = vec![0u8; w as usize + 1];
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..h {
+            z.write_all(&row).unwrap();
+        }
+        let idat = z.finish().unwrap();
+        let chunk = |kind: &[u8], body: &[u8]| {
+            let mut c = (body.len() as u32).to_be_bytes().to_vec();
+            c.extend_from_slice(kind);
+            c.extend_from_slice(body);
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(body);
+            c.extend_from_slice(&crc.sum().to_be_bytes());
+            c
+        };
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+        let mut png = PNG_MAGIC.to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(b"IDAT", &idat));
+        png.extend(chunk(b"IEND", b""));
+        png
+    }
+
+    #[test]
+    fn thin_images_are_refused_from_the_header() {
+        let png = zero_png(99_000_000, 1);
+        assert!(png.len() < 200_000, "{}", png.len());
+        let start = std::time::Instant::now();
+        let err = decode_gray(&png, DEFAULT_MAX_PIXELS).unwrap_err();
+        assert!(start.elapsed().as_millis() < 500);
+        assert!(matches!(err, Error::Decode { path: None, .. }), "{err}");
+        assert!(err.to_string().contains("99000000x1"), "{err}");
+        // Small thin images and 1:10 ones decode.
+        assert_eq!(
+            decode_gray(&zero_png(4096, 1), DEFAULT_MAX_PIXELS)
+                .unwrap()
+                .width,
+            4096
+        );
+        assert_eq!(
+            decode_gray(&zero_png(500, 5000), DEFAULT_MAX_PIXELS)
+                .unwrap()
+                .height,
+            5000
+        );
     }
 }

@@ -351,3 +351,50 @@ def test_reserved_keys_are_the_keys_the_writer_sets(tmp_path):
             with pytest.raises(ValueError, match="reserved"):
                 w.write_batch([IMG[:3, :4]], ["id1"], extras={key: [1]})
         w.write_batch([IMG[:3, :4]], ["id1"], extras={"box": [[0, 0, 4, 3]]})
+
+
+def _zero_png(width: int, height: int) -> bytes:
+    """A valid grey PNG of zeros, built by hand (tiny for thin images: it compresses well)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body).to_bytes(4, "big")
+        return len(body).to_bytes(4, "big") + kind + body + crc
+
+    z = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_thin_images_and_huge_derived_buffers_raise_quickly(tmp_path):
+    """Issue 11: a valid 99,000,000 x 1 PNG aborted the bulk run (a 101 GB allocation in the
+    resize) and pad_to_square of a 1 x 200,000 array aborted Python. Now: quick errors (the
+    aspect-ratio policy on decoded files, the derived-buffer ceiling on arrays), the process
+    alive, and the policy's edge cases still work."""
+    import time
+
+    png = _zero_png(99_000_000, 1)
+    assert len(png) < 200_000
+    path = tmp_path / "thin.png"
+    path.write_bytes(png)
+    start = time.monotonic()
+    with pytest.raises(OSError, match=r"99000000x1.*radiograph"):
+        native.decode_gray(png)
+    with pytest.raises(OSError, match=r"thin\.png: image is 99000000x1"):
+        native.read_gray(path)
+    _, _, errors = native.process_encoded([png], ["thin"], size=64)
+    assert errors and errors[0][1] == "thin" and "radiograph" in errors[0][2]
+    with pytest.raises(ValueError, match=r"padded square would be 200000x200000.*over the limit"):
+        native.pad_to_square(np.zeros((200_000, 1), np.uint8))
+    with pytest.raises(ValueError, match="over the limit"):
+        native.pad_to_square(np.zeros((1, 40_000), np.uint8))
+    with pytest.raises(ValueError, match="over the limit"):
+        native.resize_area(IMG, 65536, 65536)
+    with pytest.raises(ValueError, match="over the limit"):
+        native.preprocess(IMG, size=65536)
+    assert time.monotonic() - start < 10
+    # The policy's edges: a small thin image and a 1:10 one are fine.
+    assert native.pad_to_square(np.ones((1, 4096), np.uint8)).shape == (4096, 4096)
+    assert native.decode_gray(_zero_png(500, 5000)).shape == (5000, 500)
+    assert native.preprocess(np.ones((10, 100), np.uint8), size=32).shape == (32, 32)

@@ -4,6 +4,16 @@ Every image is a 2-D ``numpy.ndarray`` of ``uint8`` (height, width). Inputs are 
 modified; outputs are new C-contiguous arrays. Pixel work runs with the GIL released and
 batch functions run in parallel. Bad arguments raise ``ValueError`` (``TypeError`` for a
 non-array), unreadable or corrupt files raise ``OSError`` naming the file and the reason.
+
+Bounded resources (the native core never aborts the process):
+
+- Decoders refuse, from the header and before decoding (``OSError``), images over
+  ``max_pixels`` and images thinner than any radiograph: a long side over 10 times the short
+  side, unless the long side is at most 4096 px (aspect-ratio policy).
+- Every buffer derived from an image (padded square, resize output and passes, CLAHE image) is
+  checked before it is allocated: over 2**30 elements is a ``ValueError`` naming the buffer
+  (``pad_to_square`` of a 1 x 200,000 array would need a 40-gigapixel square).
+- A buffer the allocator refuses is a ``MemoryError``, never an abort.
 """
 
 import os
@@ -74,6 +84,9 @@ def pad_to_square(img: _Image) -> _Image:
 
     ``x_pad = (m - w) // 2`` and ``y_pad = (m - h) // 2``; equivalent to
     ``cv2.copyMakeBorder(img, y_pad, m-h-y_pad, x_pad, m-w-x_pad, cv2.BORDER_CONSTANT, 0)``.
+
+    Raises:
+        ValueError: the square would hold more than 2**30 pixels (checked before allocating).
     """
 
 def resize_area(img: _Image, width: int, height: int) -> _Image:

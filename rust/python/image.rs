@@ -43,7 +43,7 @@ pub(super) fn pad_to_square<'py>(
 ) -> PyResult<Bound<'py, PyArray2<u8>>> {
     let px = pixels(img, "img")?;
     let view = px.view();
-    let out = py.allow_threads(|| core_pre::pad_to_square(&view));
+    let out = py.allow_threads(|| core_pre::pad_to_square(&view))?;
     to_numpy(py, out)
 }
 
