@@ -8,7 +8,12 @@
 //!   When an 8-bit colour file declares a significant gamma (a `gAMA` chunk, or `sRGB`, which
 //!   means 1/2.2), libpng converts in linear light through its 8-bit gamma tables; so do we.
 //! - JPEG: libjpeg(-turbo compatible, via mozjpeg) decoding straight to its luminance plane,
-//!   the same islow IDCT OpenCV's libjpeg-turbo uses.
+//!   the same islow IDCT OpenCV's libjpeg-turbo uses (grey, YCbCr at any sampling, RGB,
+//!   baseline or progressive). Four-component files (CMYK, YCCK) are decoded to CMYK by
+//!   libjpeg and turned grey with OpenCV's `icvCvt_CMYK2Gray` formula.
+//! - A JPEG whose data is cut short or damaged (libjpeg's premature-end and corrupt-data
+//!   warnings, after which libjpeg fills the rest with grey and OpenCV returns the image) is an
+//!   error by default, naming the reason; [`DecodeOptions::allow_truncated`] accepts it.
 //!
 //! - EXIF orientation (JPEG APP1, PNG eXIf) turns the image upright, as OpenCV does.
 //!
@@ -27,6 +32,36 @@ use crate::orientation;
 
 /// Default ceiling on decoded pixels (decompression-bomb guard).
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+/// How strict decoding is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Ceiling on decoded pixels, checked from the header.
+    pub max_pixels: u64,
+    /// Accept a JPEG whose entropy-coded data is cut short or damaged (libjpeg's
+    /// premature-end and corrupt-data warnings), as OpenCV does, with the missing part grey.
+    /// Off by default: such a file is an error naming the reason.
+    pub allow_truncated: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_pixels: DEFAULT_MAX_PIXELS,
+            allow_truncated: false,
+        }
+    }
+}
+
+impl From<u64> for DecodeOptions {
+    /// Strict decoding with this pixel limit.
+    fn from(max_pixels: u64) -> Self {
+        DecodeOptions {
+            max_pixels,
+            allow_truncated: false,
+        }
+    }
+}
 
 const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
 const JPEG_MAGIC: &[u8] = b"\xff\xd8\xff";
@@ -72,14 +107,15 @@ fn check_pixels(width: u64, height: u64, max_pixels: u64) -> Result<()> {
 
 /// Decodes PNG or JPEG bytes to 8-bit grey.
 /// EXIF orientation is applied, as OpenCV applies it (see [`crate::orientation`]).
-pub fn decode_gray(data: &[u8], max_pixels: u64) -> Result<Gray> {
+pub fn decode_gray(data: &[u8], opts: impl Into<DecodeOptions>) -> Result<Gray> {
+    let opts = opts.into();
     match sniff(data) {
         Some(Format::Png) => Ok(orientation::apply(
-            decode_png(data, max_pixels)?,
+            decode_png(data, opts.max_pixels)?,
             orientation::from_png(data).unwrap_or(1),
         )),
         Some(Format::Jpeg) => Ok(orientation::apply(
-            decode_jpeg(data, max_pixels)?,
+            decode_jpeg(data, opts)?,
             orientation::from_jpeg(data).unwrap_or(1),
         )),
         None => Err(Error::decode(
@@ -89,9 +125,9 @@ pub fn decode_gray(data: &[u8], max_pixels: u64) -> Result<Gray> {
 }
 
 /// Reads and decodes a file; errors name the file.
-pub fn read_gray(path: &Path, max_pixels: u64) -> Result<Gray> {
+pub fn read_gray(path: &Path, opts: impl Into<DecodeOptions>) -> Result<Gray> {
     let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode_gray(&data, max_pixels).map_err(|e| e.with_path(path))
+    decode_gray(&data, opts).map_err(|e| e.with_path(path))
 }
 
 fn png_err(e: png::DecodingError) -> Error {
@@ -225,14 +261,126 @@ pub fn rgb_to_gray16(r: u16, g: u16, b: u16) -> u16 {
     ((9797 * r as u32 + 19234 * g as u32 + 3737 * b as u32 + 16384) >> 15) as u16
 }
 
-fn decode_jpeg(data: &[u8], max_pixels: u64) -> Result<Gray> {
-    // libjpeg reports fatal errors by unwinding (mozjpeg's error manager uses resume_unwind,
-    // which skips the panic hook); catch it here so it becomes an error value.
+/// What unwinds out of libjpeg through our error manager.
+enum JpegFailure {
+    /// A fatal error (`error_exit`).
+    Fatal(String),
+    /// A corrupt-data warning (premature end of file, bad Huffman code, ...), raised only when
+    /// truncated files are not accepted.
+    CorruptData(String),
+}
+
+/// libjpeg's warnings that mean the entropy-coded data is damaged or cut short: the decoder
+/// then fills the rest of the image with grey (the "half the film grey" of a truncated file).
+/// Other warnings (an unknown JFIF revision, an odd Adobe transform code, a bad ICC marker)
+/// concern metadata only and are ignored.
+const CORRUPT_DATA_WARNINGS: [i32; 7] = [
+    mozjpeg_sys::JWRN_BOGUS_PROGRESSION,
+    mozjpeg_sys::JWRN_EXTRANEOUS_DATA,
+    mozjpeg_sys::JWRN_HIT_MARKER,
+    mozjpeg_sys::JWRN_HUFF_BAD_CODE,
+    mozjpeg_sys::JWRN_JPEG_EOF,
+    mozjpeg_sys::JWRN_MUST_RESYNC,
+    mozjpeg_sys::JWRN_NOT_SEQUENTIAL,
+];
+
+/// libjpeg's text for the message in hand.
+fn jpeg_message(cinfo: &mut mozjpeg_sys::jpeg_common_struct) -> String {
+    // SAFETY: `err` points to the error manager libjpeg was created with (ours, alive for the
+    // whole decompression).
+    let Some(err) = (unsafe { cinfo.err.as_ref() }) else {
+        return "libjpeg error".into();
+    };
+    let code = err.msg_code;
+    match err.format_message {
+        Some(format) => {
+            let mut buf = [0u8; 80];
+            // SAFETY: libjpeg's format_message writes at most JMSG_LENGTH_MAX (80) bytes into
+            // the buffer; the binding declares it `&[u8; 80]`, the C side takes `char *`.
+            let format: unsafe extern "C-unwind" fn(
+                &mut mozjpeg_sys::jpeg_common_struct,
+                &mut [u8; 80],
+            ) = unsafe { std::mem::transmute(format) };
+            unsafe { format(cinfo, &mut buf) };
+            let text = buf.split(|&c| c == 0).next().unwrap_or_default();
+            String::from_utf8_lossy(text).into_owned()
+        }
+        None => format!("libjpeg message code {code}"),
+    }
+}
+
+extern "C-unwind" fn jpeg_fatal(cinfo: &mut mozjpeg_sys::jpeg_common_struct) {
+    let msg = jpeg_message(cinfo);
+    // resume_unwind skips the panic hook: nothing is printed, the decoder catches it.
+    std::panic::resume_unwind(Box::new(JpegFailure::Fatal(msg)));
+}
+
+extern "C-unwind" fn jpeg_strict_message(
+    cinfo: &mut mozjpeg_sys::jpeg_common_struct,
+    level: std::os::raw::c_int,
+) {
+    // SAFETY: as in `jpeg_message`.
+    let code = unsafe { cinfo.err.as_ref() }.map(|e| e.msg_code);
+    if level < 0 && code.is_some_and(|c| CORRUPT_DATA_WARNINGS.contains(&c)) {
+        let msg = jpeg_message(cinfo);
+        std::panic::resume_unwind(Box::new(JpegFailure::CorruptData(msg)));
+    }
+}
+
+extern "C-unwind" fn jpeg_quiet_message(
+    _cinfo: &mut mozjpeg_sys::jpeg_common_struct,
+    _level: std::os::raw::c_int,
+) {
+}
+
+fn jpeg_error_mgr(allow_truncated: bool) -> mozjpeg_sys::jpeg_error_mgr {
+    // SAFETY: jpeg_std_error fills every field of a zeroed manager; we then replace the exit
+    // (which would end the process) and the message hooks with our own.
+    unsafe {
+        let mut err: mozjpeg_sys::jpeg_error_mgr = std::mem::zeroed();
+        mozjpeg_sys::jpeg_std_error(&mut err);
+        err.error_exit = Some(jpeg_fatal);
+        err.emit_message = Some(if allow_truncated {
+            jpeg_quiet_message
+        } else {
+            jpeg_strict_message
+        });
+        err
+    }
+}
+
+/// OpenCV's `icvCvt_CMYK2Gray_8u_C4C1R` (14-bit fixed point), applied to what libjpeg gives
+/// for a 4-component file (CMYK, or YCCK converted to CMYK).
+#[inline]
+fn cmyk_to_gray(p: &[u8]) -> u8 {
+    const CR: i32 = 4899; // (0.299 * 2^14 + 0.5) as int
+    const CG: i32 = 9617;
+    const CB: i32 = 1868;
+    let k = p[3] as i32;
+    let c = k - (((255 - p[0] as i32) * k) >> 8);
+    let m = k - (((255 - p[1] as i32) * k) >> 8);
+    let y = k - (((255 - p[2] as i32) * k) >> 8);
+    ((CB * y + CG * m + CR * c + (1 << 13)) >> 14) as u8
+}
+
+fn decode_jpeg(data: &[u8], opts: DecodeOptions) -> Result<Gray> {
+    // libjpeg reports failures by unwinding out of our error manager; catch it here so it
+    // becomes an error value.
     let result = std::panic::catch_unwind(|| -> std::io::Result<Result<Gray>> {
-        let decomp = mozjpeg::Decompress::new_mem(data)?;
+        let decomp =
+            mozjpeg::Decompress::with_err(jpeg_error_mgr(opts.allow_truncated)).from_mem(data)?;
         let (w, h) = decomp.size();
-        if let Err(e) = check_pixels(w as u64, h as u64, max_pixels) {
+        if let Err(e) = check_pixels(w as u64, h as u64, opts.max_pixels) {
             return Ok(Err(e));
+        }
+        if decomp.components().len() == 4 {
+            // As OpenCV: ask libjpeg for CMYK and convert with OpenCV's own formula.
+            let mut started = decomp.to_colorspace(mozjpeg::ColorSpace::JCS_CMYK)?;
+            let (w, h) = (started.width(), started.height());
+            let cmyk: Vec<[u8; 4]> = started.read_scanlines()?;
+            started.finish()?;
+            let gray = cmyk.iter().map(|p| cmyk_to_gray(p)).collect();
+            return Ok(Gray::from_vec(w, h, gray));
         }
         let mut started = decomp.grayscale()?;
         let (w, h) = (started.width(), started.height());
@@ -243,14 +391,23 @@ fn decode_jpeg(data: &[u8], max_pixels: u64) -> Result<Gray> {
     match result {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => Err(Error::decode(format!("corrupt JPEG ({e})"))),
-        Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "libjpeg failed".to_string());
-            Err(Error::decode(format!("corrupt JPEG ({msg})")))
-        }
+        Err(payload) => Err(Error::decode(match payload.downcast::<JpegFailure>() {
+            Ok(failure) => match *failure {
+                JpegFailure::CorruptData(msg) => format!(
+                    "truncated or corrupt JPEG data (libjpeg: {msg}); refused, as the rest of \
+                     the image would be filled with grey (allow_truncated=True accepts it)"
+                ),
+                JpegFailure::Fatal(msg) => format!("corrupt JPEG (libjpeg: {msg})"),
+            },
+            Err(other) => {
+                let msg = other
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| other.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "libjpeg failed".to_string());
+                format!("corrupt JPEG ({msg})")
+            }
+        })),
     }
 }
 
@@ -387,5 +544,48 @@ mod tests {
                 .height,
             5000
         );
+    }
+
+    fn encode_jpeg(w: usize, h: usize, progressive: bool) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..w * h).map(|i| ((i * 7) % 251) as u8).collect();
+        let mut c = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_GRAYSCALE);
+        c.set_size(w, h);
+        if progressive {
+            c.set_progressive_mode();
+        }
+        let mut started = c.start_compress(Vec::new()).unwrap();
+        started.write_scanlines(&pixels).unwrap();
+        started.finish().unwrap()
+    }
+
+    #[test]
+    fn truncated_jpeg_is_an_error_unless_allowed() {
+        for progressive in [false, true] {
+            let jpeg = encode_jpeg(64, 48, progressive);
+            assert_eq!(decode_gray(&jpeg, DEFAULT_MAX_PIXELS).unwrap().width, 64);
+            let cut = &jpeg[..jpeg.len() * 2 / 3];
+            let err = decode_gray(cut, DEFAULT_MAX_PIXELS)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("Premature end of JPEG file"), "{err}");
+            assert!(err.contains("allow_truncated"), "{err}");
+            let lenient = DecodeOptions {
+                allow_truncated: true,
+                ..DecodeOptions::default()
+            };
+            let img = decode_gray(cut, lenient).unwrap();
+            assert_eq!((img.width, img.height), (64, 48));
+        }
+    }
+
+    #[test]
+    fn cmyk_follows_opencv_formula() {
+        assert_eq!(cmyk_to_gray(&[0, 0, 0, 0]), 0);
+        assert_eq!(cmyk_to_gray(&[255, 255, 255, 255]), 255);
+        // c = k - (255 - c) * k >> 8 per channel, then 14-bit weights.
+        let (c, m, y, k) = (10i32, 200i32, 90i32, 120i32);
+        let f = |v: i32| k - (((255 - v) * k) >> 8);
+        let want = (1868 * f(y) + 9617 * f(m) + 4899 * f(c) + 8192) >> 14;
+        assert_eq!(cmyk_to_gray(&[10, 200, 90, 120]) as i32, want);
     }
 }

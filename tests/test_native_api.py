@@ -398,3 +398,52 @@ def test_thin_images_and_huge_derived_buffers_raise_quickly(tmp_path):
     assert native.pad_to_square(np.ones((1, 4096), np.uint8)).shape == (4096, 4096)
     assert native.decode_gray(_zero_png(500, 5000)).shape == (5000, 500)
     assert native.preprocess(np.ones((10, 100), np.uint8), size=32).shape == (32, 32)
+
+
+def _real(suffix: str) -> Path:
+    """A real RSNA radiograph whose content (not only its name) is of that format."""
+    from shared_data import image_files
+
+    magic = {".jpg": b"\xff\xd8", ".png": b"\x89PNG"}[suffix]
+    found = [
+        p
+        for p in image_files("unlabeled", "fullres")
+        if p.suffix.lower() == suffix and p.read_bytes()[:4].startswith(magic)
+    ]
+    if not found:
+        pytest.skip(f"no real RSNA {suffix} under ../shared/data/rsna")
+    return found[0]
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_truncated_real_radiograph_is_an_error_naming_file_and_reason(tmp_path, suffix):
+    """Issue 11: a truncated JPEG decoded as an 'ok' record with half the film grey. Every
+    native entry point now refuses it by default, naming the file and libjpeg's reason."""
+    data = _real(suffix).read_bytes()
+    cut = data[: len(data) * 2 // 3]
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(cut)
+    reason = "Premature end of JPEG file" if suffix == ".jpg" else "truncated PNG"
+    with pytest.raises(OSError, match=rf"cut\{suffix}: .*{reason}"):
+        native.read_gray(path)
+    with pytest.raises(OSError, match=reason):
+        native.decode_gray(cut)
+    _, errors = native.read_gray_files([path])
+    assert len(errors) == 1 and reason in errors[0][2]
+    _, errors = native.decode_many([cut])
+    assert len(errors) == 1 and reason in errors[0][2]
+    # The bulk job's fused call: a skipped row with the reason, the good copy still written.
+    _, infos, errors = native.process_encoded([cut, data], ["cut", "good"], size=32)
+    assert [e[1] for e in errors] == ["cut"] and reason in errors[0][2]
+    assert infos[0] is None and infos[1] is not None
+    # OpenCV (4.11) refuses such files too: the strict default is also the parity answer.
+    with pytest.raises(OSError):
+        ref.decode_gray(cut)
+    if suffix == ".jpg":
+        # Accepted on request: what was decoded before the cut as in the whole file, the rest
+        # filled in by libjpeg.
+        whole = native.decode_gray(data)
+        got = native.decode_gray(cut, allow_truncated=True)
+        assert got.shape == whole.shape
+        assert 0.3 < np.mean(got == whole) < 1.0
+        assert native.read_gray(path, allow_truncated=True).shape == got.shape

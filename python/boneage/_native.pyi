@@ -95,15 +95,19 @@ def resize_area(img: _Image, width: int, height: int) -> _Image:
 def resize_linear(img: _Image, width: int, height: int) -> _Image:
     """``cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)``, bit-exact."""
 
-def decode_gray(data: bytes, max_pixels: int = ...) -> _Image:
+def decode_gray(data: bytes, max_pixels: int = ..., *, allow_truncated: bool = False) -> _Image:
     """PNG or JPEG bytes to 8-bit grey, as ``cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)``.
 
-    16-bit grey keeps the high byte; colour is converted as libpng/libjpeg do for OpenCV.
-    Raises ``OSError`` for undecodable bytes or images over ``max_pixels``.
+    16-bit grey keeps the high byte; colour is converted as libpng/libjpeg do for OpenCV
+    (CMYK/YCCK JPEGs with OpenCV's own CMYK formula). Raises ``OSError`` for undecodable bytes,
+    images over ``max_pixels`` or thinner than the aspect-ratio policy allows, and JPEGs whose
+    data is cut short or damaged (libjpeg's premature-end / corrupt-data warnings: OpenCV would
+    return the image with the rest grey). ``allow_truncated=True`` accepts those, as OpenCV.
     """
 
-def read_gray(path: _StrPath, max_pixels: int = ...) -> _Image:
-    """A PNG/JPEG file to 8-bit grey, as ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``."""
+def read_gray(path: _StrPath, max_pixels: int = ..., *, allow_truncated: bool = False) -> _Image:
+    """A PNG/JPEG file to 8-bit grey, as ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``; errors as
+    :func:`decode_gray`, naming the file."""
 
 def preprocess(
     img: _Image,
@@ -141,6 +145,8 @@ def preprocess_files(
     tile_grid: tuple[int, int] = ...,
     threads: int | None = None,
     max_pixels: int = ...,
+    *,
+    allow_truncated: bool = False,
 ) -> tuple[npt.NDArray[np.uint8], list[_ItemError]]:
     """Decode + :func:`preprocess` for many files in parallel.
 
@@ -149,7 +155,11 @@ def preprocess_files(
     """
 
 def read_gray_files(
-    paths: Sequence[_StrPath], threads: int | None = None, max_pixels: int = ...
+    paths: Sequence[_StrPath],
+    threads: int | None = None,
+    max_pixels: int = ...,
+    *,
+    allow_truncated: bool = False,
 ) -> tuple[list[_Image | None], list[_ItemError]]:
     """Decodes many files in parallel; ``None`` where a file failed (see the errors)."""
 
@@ -171,11 +181,17 @@ def process_encoded(
     margin: float = 0.05,
     threads: int | None = None,
     max_pixels: int = ...,
+    *,
+    allow_truncated: bool = False,
 ) -> tuple[npt.NDArray[np.uint8], list[dict[str, Any] | None], list[_ItemError]]:
     """decode -> localise -> crop -> CLAHE -> pad -> resize for encoded images, in parallel."""
 
 def decode_many(
-    datas: Sequence[bytes], threads: int | None = None, max_pixels: int = ...
+    datas: Sequence[bytes],
+    threads: int | None = None,
+    max_pixels: int = ...,
+    *,
+    allow_truncated: bool = False,
 ) -> tuple[list[_Image | None], list[_ItemError]]:
     """Decodes many encoded images in parallel; None where one failed."""
 

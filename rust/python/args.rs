@@ -10,6 +10,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::clahe as core_clahe;
+use crate::decode::DecodeOptions;
 use crate::image::{Gray, GrayView};
 use crate::preprocess::{Box4, Params};
 use crate::resize;
@@ -150,13 +151,17 @@ pub(super) fn threads_arg(threads: Option<i64>) -> PyResult<Option<usize>> {
     }
 }
 
-pub(super) fn max_pixels_arg(max_pixels: i64) -> PyResult<u64> {
+/// The decoding options of a binding's `max_pixels` and `allow_truncated` arguments.
+pub(super) fn decode_opts(max_pixels: i64, allow_truncated: bool) -> PyResult<DecodeOptions> {
     if max_pixels < 1 {
         return Err(PyValueError::new_err(format!(
             "max_pixels must be positive, got {max_pixels}"
         )));
     }
-    Ok(max_pixels as u64)
+    Ok(DecodeOptions {
+        max_pixels: max_pixels as u64,
+        allow_truncated,
+    })
 }
 
 pub(super) fn crops_arg(

@@ -15,7 +15,7 @@ use crate::image::{Gray, GrayView};
 use crate::preprocess::{self as core_pre, Box4};
 
 use super::args::{
-    crops_arg, grid, max_pixels_arg, params, pixels, side, threads_arg, to_numpy, Pixels,
+    crops_arg, decode_opts, grid, params, pixels, side, threads_arg, to_numpy, Pixels,
 };
 use crate::resize::{self, Interp};
 
@@ -85,26 +85,28 @@ pub(super) fn resize_linear<'py>(
 
 /// PNG/JPEG bytes to 8-bit grey, as `cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)`.
 #[pyfunction]
-#[pyo3(signature = (data, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[pyo3(signature = (data, max_pixels=DEFAULT_MAX_PIXELS as i64, *, allow_truncated=false))]
 pub(super) fn decode_gray<'py>(
     py: Python<'py>,
     data: &[u8],
     max_pixels: i64,
+    allow_truncated: bool,
 ) -> PyResult<Bound<'py, PyArray2<u8>>> {
-    let limit = max_pixels_arg(max_pixels)?;
+    let limit = decode_opts(max_pixels, allow_truncated)?;
     let out = py.allow_threads(|| decode::decode_gray(data, limit))?;
     to_numpy(py, out)
 }
 
 /// A PNG/JPEG file to 8-bit grey, as `cv2.imread(path, cv2.IMREAD_GRAYSCALE)`.
 #[pyfunction]
-#[pyo3(signature = (path, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[pyo3(signature = (path, max_pixels=DEFAULT_MAX_PIXELS as i64, *, allow_truncated=false))]
 pub(super) fn read_gray(
     py: Python<'_>,
     path: PathBuf,
     max_pixels: i64,
+    allow_truncated: bool,
 ) -> PyResult<Bound<'_, PyArray2<u8>>> {
-    let limit = max_pixels_arg(max_pixels)?;
+    let limit = decode_opts(max_pixels, allow_truncated)?;
     let out = py.allow_threads(|| decode::read_gray(&path, limit))?;
     to_numpy(py, out)
 }
@@ -183,7 +185,7 @@ pub(super) fn preprocess_batch<'py>(
 
 /// Decodes and preprocesses files in parallel; bad files are reported, not fatal.
 #[pyfunction]
-#[pyo3(signature = (paths, crops=None, size=256, clip_limit=2.0, tile_grid=(8, 8), threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[pyo3(signature = (paths, crops=None, size=256, clip_limit=2.0, tile_grid=(8, 8), threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64, *, allow_truncated=false))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub(super) fn preprocess_files<'py>(
     py: Python<'py>,
@@ -194,10 +196,11 @@ pub(super) fn preprocess_files<'py>(
     tile_grid: (i64, i64),
     threads: Option<i64>,
     max_pixels: i64,
+    allow_truncated: bool,
 ) -> PyResult<(Bound<'py, PyArray3<u8>>, Vec<ItemError>)> {
     let p = params(size, clip_limit, tile_grid)?;
     let threads = threads_arg(threads)?;
-    let limit = max_pixels_arg(max_pixels)?;
+    let limit = decode_opts(max_pixels, allow_truncated)?;
     let crops = crops_arg(crops, paths.len())?;
     let results = py.allow_threads(|| {
         batch::with_threads(threads, || {
@@ -209,16 +212,17 @@ pub(super) fn preprocess_files<'py>(
 
 /// Decodes files in parallel; returns the images (None where a file failed) and the errors.
 #[pyfunction]
-#[pyo3(signature = (paths, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[pyo3(signature = (paths, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64, *, allow_truncated=false))]
 #[allow(clippy::type_complexity)]
 pub(super) fn read_gray_files<'py>(
     py: Python<'py>,
     paths: Vec<PathBuf>,
     threads: Option<i64>,
     max_pixels: i64,
+    allow_truncated: bool,
 ) -> PyResult<(Vec<Option<Bound<'py, PyArray2<u8>>>>, Vec<ItemError>)> {
     let threads = threads_arg(threads)?;
-    let limit = max_pixels_arg(max_pixels)?;
+    let limit = decode_opts(max_pixels, allow_truncated)?;
     let results =
         py.allow_threads(|| batch::with_threads(threads, || batch::read_files(&paths, limit)))?;
     images_and_errors(py, results, |i| paths[i].display().to_string())

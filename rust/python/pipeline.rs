@@ -6,7 +6,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::args::{max_pixels_arg, pixels, threads_arg};
+use super::args::{decode_opts, pixels, threads_arg};
 use super::image::{images_and_errors, ItemError};
 use crate::batch;
 use crate::decode::DEFAULT_MAX_PIXELS;
@@ -81,7 +81,7 @@ fn info_dict<'py>(py: Python<'py>, info: &ItemInfo) -> PyResult<Bound<'py, PyDic
 /// (N, size, size) images, one info dict per item (None where it failed; keys `width`,
 /// `height`, `box`, `localiser`, `native`) and the errors as (index, label, reason).
 #[pyfunction]
-#[pyo3(signature = (datas, labels=None, localiser="native", size=256, clip_limit=2.0, tile_grid=(8, 8), margin=0.05, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[pyo3(signature = (datas, labels=None, localiser="native", size=256, clip_limit=2.0, tile_grid=(8, 8), margin=0.05, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64, *, allow_truncated=false))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub(super) fn process_encoded<'py>(
     py: Python<'py>,
@@ -94,6 +94,7 @@ pub(super) fn process_encoded<'py>(
     margin: f64,
     threads: Option<i64>,
     max_pixels: i64,
+    allow_truncated: bool,
 ) -> PyResult<(
     Bound<'py, PyArray3<u8>>,
     Vec<Option<Bound<'py, PyDict>>>,
@@ -103,7 +104,7 @@ pub(super) fn process_encoded<'py>(
     let p = params(size, clip_limit, tile_grid)?;
     let margin = margin_arg(margin)?;
     let threads = threads_arg(threads)?;
-    let limit = max_pixels_arg(max_pixels)?;
+    let limit = decode_opts(max_pixels, allow_truncated)?;
     if let Some(l) = &labels {
         if l.len() != datas.len() {
             return Err(PyValueError::new_err("labels must have one entry per item"));
@@ -142,16 +143,17 @@ pub(super) fn process_encoded<'py>(
 
 /// Decodes many encoded images in parallel: (images or None, errors).
 #[pyfunction]
-#[pyo3(signature = (datas, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[pyo3(signature = (datas, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64, *, allow_truncated=false))]
 #[allow(clippy::type_complexity)]
 pub(super) fn decode_many<'py>(
     py: Python<'py>,
     datas: Vec<Bound<'py, PyBytes>>,
     threads: Option<i64>,
     max_pixels: i64,
+    allow_truncated: bool,
 ) -> PyResult<(Vec<Option<Bound<'py, PyArray2<u8>>>>, Vec<ItemError>)> {
     let threads = threads_arg(threads)?;
-    let limit = max_pixels_arg(max_pixels)?;
+    let limit = decode_opts(max_pixels, allow_truncated)?;
     let slices: Vec<&[u8]> = datas.iter().map(|b| b.as_bytes()).collect();
     let results = py
         .allow_threads(|| batch::with_threads(threads, || pipeline::decode_many(&slices, limit)))?;
