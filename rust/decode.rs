@@ -5,8 +5,12 @@
 //! - Colour: libpng's `rgb_to_gray` with OpenCV's coefficients (0.299, 0.587), i.e.
 //!   `(9797 R + 19234 G + 3737 B) >> 15` for 8-bit samples (truncated), and
 //!   `(... + 16384) >> 15` on 16-bit samples before the high byte is kept. Alpha is dropped.
-//!   When an 8-bit colour file declares a significant gamma (a `gAMA` chunk, or `sRGB`, which
-//!   means 1/2.2), libpng converts in linear light through its 8-bit gamma tables; so do we.
+//!   When a colour file declares a significant gamma (a `gAMA` chunk, or `sRGB`, which means
+//!   1/2.2), libpng converts in linear light through its gamma tables; so do we: the 8-bit
+//!   tables for 8-bit samples (palettes included), and for 16-bit samples the 11-bit-indexed
+//!   16-bit tables libpng builds when the output is stripped to 8 bits (grey-looking pixels
+//!   then round to 8 bits instead of keeping the high byte). An `iCCP` profile carries no gamma
+//!   for libpng; alpha and `tRNS` are dropped, as OpenCV strips alpha.
 //! - JPEG: libjpeg(-turbo compatible, via mozjpeg) decoding straight to its luminance plane,
 //!   the same islow IDCT OpenCV's libjpeg-turbo uses (grey, YCbCr at any sampling, RGB,
 //!   baseline or progressive). Four-component files (CMYK, YCCK) are decoded to CMYK by
@@ -164,6 +168,10 @@ fn decode_png(data: &[u8], max_pixels: u64) -> Result<Gray> {
         Some(g) if channels >= 3 && !sixteen && gamma_significant(g) => Some(GammaTables::new(g)),
         _ => None,
     };
+    let tables16 = match gamma {
+        Some(g) if channels >= 3 && sixteen && gamma_significant(g) => Some(GammaTables16::new(g)),
+        _ => None,
+    };
     let mut out = Vec::with_capacity(w * h);
     for y in 0..h {
         let row = &buf[y * line..y * line + line];
@@ -181,7 +189,10 @@ fn decode_png(data: &[u8], max_pixels: u64) -> Result<Gray> {
                 let r = u16::from_be_bytes([p[0], p[1]]);
                 let g = u16::from_be_bytes([p[2], p[3]]);
                 let b = u16::from_be_bytes([p[4], p[5]]);
-                (rgb_to_gray16(r, g, b) >> 8) as u8
+                match &tables16 {
+                    Some(t) => t.gray(r, g, b),
+                    None => (rgb_to_gray16(r, g, b) >> 8) as u8,
+                }
             })),
             _ => {
                 return Err(Error::decode(format!(
@@ -252,6 +263,84 @@ impl GammaTables {
             self.to_linear[b as usize] as u32,
         );
         self.from_linear[((9797 * r + 19234 * g + 3737 * b + 16384) >> 15) as usize]
+    }
+}
+
+/// libpng's `png_gamma_16bit_correct`.
+fn gamma_16bit_correct(value: u32, gamma: f64) -> u32 {
+    if value > 0 && value < 65535 {
+        (65535.0 * (value as f64 / 65535.0).powf(gamma * 1e-5) + 0.5).floor() as u32
+    } else {
+        value
+    }
+}
+
+/// libpng's `png_product2` of two fixed-point gammas.
+fn product2(a: u32, b: f64) -> f64 {
+    (a as f64 * 1e-5 * b + 0.5).floor()
+}
+
+/// The 16-bit tables libpng builds for a 16-bit colour file with a significant gamma when the
+/// output is stripped to 8 bits, as OpenCV asks (`png_build_gamma_table` with `gamma_shift` 5:
+/// every table is indexed by the top 11 bits of a sample).
+struct GammaTables16 {
+    /// `gamma_16_table` (`png_build_16to8_table`): grey-looking pixels, straight to 8 bits.
+    grey: Vec<u8>,
+    /// `gamma_16_to_1` and `gamma_16_from_1` (`png_build_16bit_table`).
+    to_linear: Vec<u16>,
+    from_linear: Vec<u16>,
+}
+
+impl GammaTables16 {
+    const SHIFT: u32 = 5;
+    const MAX: u32 = (1 << (16 - Self::SHIFT)) - 1;
+
+    fn new(file_gamma: u32) -> Self {
+        let screen = reciprocal(file_gamma);
+        let table16 = |gamma: f64| -> Vec<u16> {
+            (0..=Self::MAX)
+                .map(|ig| {
+                    if gamma_significant(gamma as u32) {
+                        let fmax = 1.0 / Self::MAX as f64;
+                        (65535.0 * (ig as f64 * fmax).powf(gamma * 1e-5) + 0.5).floor() as u16
+                    } else {
+                        ((ig * 65535 + (1 << (15 - Self::SHIFT))) / Self::MAX) as u16
+                    }
+                })
+                .collect()
+        };
+        let mut grey = vec![255u8; Self::MAX as usize + 1];
+        let gamma = product2(file_gamma, screen);
+        let mut last = 0u32;
+        for i in 0..255u32 {
+            let bound = gamma_16bit_correct(i * 257 + 128, gamma);
+            let bound = (bound * Self::MAX + 32768) / 65535 + 1;
+            while last < bound && last <= Self::MAX {
+                grey[last as usize] = i as u8;
+                last += 1;
+            }
+        }
+        GammaTables16 {
+            grey,
+            to_linear: table16(reciprocal(file_gamma)),
+            from_linear: table16(reciprocal(screen as u32)),
+        }
+    }
+
+    /// libpng's gamma-corrected 16-bit `png_do_rgb_to_gray`, then the high byte.
+    #[inline]
+    fn gray(&self, r: u16, g: u16, b: u16) -> u8 {
+        let idx = |v: u16| (v >> Self::SHIFT) as usize;
+        if r == g && r == b {
+            return self.grey[idx(r)];
+        }
+        let (r, g, b) = (
+            self.to_linear[idx(r)] as u32,
+            self.to_linear[idx(g)] as u32,
+            self.to_linear[idx(b)] as u32,
+        );
+        let gray16 = ((9797 * r + 19234 * g + 3737 * b + 16384) >> 15) as u16;
+        (self.from_linear[idx(gray16)] >> 8) as u8
     }
 }
 
@@ -587,5 +676,26 @@ mod tests {
         let f = |v: i32| k - (((255 - v) * k) >> 8);
         let want = (1868 * f(y) + 9617 * f(m) + 4899 * f(c) + 8192) >> 14;
         assert_eq!(cmyk_to_gray(&[10, 200, 90, 120]) as i32, want);
+    }
+
+    #[test]
+    fn rgb16_with_gamma_follows_libpng_tables() {
+        // Expected values read from cv2.imread (OpenCV 4.11's libpng) on the same file.
+        let px: [u16; 15] = [
+            1000, 30000, 60000, 5000, 5000, 5000, 65535, 0, 12345, 40000, 40000, 40000, 255, 255,
+            255,
+        ];
+        let data: Vec<u8> = px.iter().flat_map(|v| v.to_be_bytes()).collect();
+        let mut out = Vec::new();
+        {
+            let mut enc = png::Encoder::new(&mut out, 5, 1);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Sixteen);
+            enc.set_source_gamma(png::ScaledFloat::from_scaled(45455));
+            let mut w = enc.write_header().unwrap();
+            w.write_image_data(&data).unwrap();
+        }
+        let img = decode_gray(&out, DEFAULT_MAX_PIXELS).unwrap();
+        assert_eq!(img.data, vec![122, 19, 148, 156, 1]);
     }
 }
