@@ -235,6 +235,7 @@ def worker(run_seed: int, start: int, seconds: float, status: Path) -> None:
         mem = mmap.mmap(f.fileno(), 24)
         targets = Targets(Path(tmp))
         index, done = start, 0
+        per_target = dict.fromkeys(TARGET_SEEDS, 0)
         deadline = time.monotonic() + seconds
         # The harness's own test makes the 4th input of a run abort / raise / hang.
         selftest = os.environ.get("BONEAGE_FUZZ_SELFTEST", "")
@@ -248,6 +249,7 @@ def worker(run_seed: int, start: int, seconds: float, status: Path) -> None:
                     time.sleep(3600)
                 if index == 3 and selftest == "raise":
                     raise RuntimeError("self-test")
+                per_target[target] += 1
                 targets.run(target, data)
             except BaseException as e:  # anything here is a finding
                 if isinstance(e, KeyboardInterrupt):
@@ -263,7 +265,8 @@ def worker(run_seed: int, start: int, seconds: float, status: Path) -> None:
             index += 1
             done += 1
         struct.pack_into("<QQQ", mem, 0, index, done, 1)
-        print(json.dumps({"kind": "done", "index": index, "done": done}), flush=True)
+        done_msg = {"kind": "done", "index": index, "done": done, "per_target": per_target}
+        print(json.dumps(done_msg), flush=True)
 
 
 # -- parent ---------------------------------------------------------------------------------
@@ -297,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="boneage-fuzz-"))
     corpus = load_corpus()
     findings: list[dict[str, object]] = []
+    per_target: dict[str, int] = {}
     executions = 0
     start_index = 0
     t0 = time.monotonic()
@@ -344,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 if msg.get("kind") == "done":
                     finished = True
+                    for t, k in msg.get("per_target", {}).items():
+                        per_target[t] = per_target.get(t, 0) + k
                 elif msg.get("kind") == "unexpected exception":
                     findings.append(msg)
                     _save(out, msg, make_input(run_seed, int(msg["index"]), corpus)[1])
@@ -368,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{kinds['hang']}, unexpected exceptions {unexpected}"
         + (f"; findings in {out}" if findings else "")
     )
+    if per_target:
+        print("  per target: " + ", ".join(f"{t} {k}" for t, k in sorted(per_target.items())))
     for f in findings[:10]:
         print(f"  {f['kind']} in {f['target']} (input {f['index']}): {f['error']}")
     return 1 if findings else 0
