@@ -158,7 +158,7 @@ pub fn augment_batch(
             params.len()
         )));
     }
-    let mut out = vec![0f32; n * size];
+    let mut out = crate::error::try_filled(n * size, 0f32, "the augmented batch")?;
     out.par_chunks_exact_mut(size)
         .zip(src.par_chunks_exact(size))
         .zip(params)

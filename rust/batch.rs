@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use crate::decode::read_gray;
+use crate::decode::{read_gray, DecodeOptions};
 use crate::error::{Error, Result};
 use crate::image::{Gray, GrayView};
 use crate::preprocess::{preprocess, Box4, Params};
@@ -34,18 +34,15 @@ pub fn preprocess_files(
     paths: &[PathBuf],
     crops: Option<&[Option<Box4>]>,
     params: &Params,
-    max_pixels: u64,
+    opts: DecodeOptions,
 ) -> Vec<Result<Gray>> {
     paths
         .par_iter()
         .enumerate()
         .map(|(i, path)| {
-            let img = read_gray(path, max_pixels)?;
+            let img = read_gray(path, opts)?;
             let crop = crops.and_then(|c| c[i]);
-            preprocess(&img.view(), crop, params).map_err(|e| match e {
-                Error::Value(msg) => Error::decode(path.display().to_string(), msg),
-                other => other,
-            })
+            preprocess(&img.view(), crop, params).map_err(|e| e.with_path(path))
         })
         .collect()
 }
@@ -64,8 +61,8 @@ pub fn preprocess_views(
 }
 
 /// Decodes files in parallel (no preprocessing).
-pub fn read_files(paths: &[PathBuf], max_pixels: u64) -> Vec<Result<Gray>> {
-    paths.par_iter().map(|p| read_gray(p, max_pixels)).collect()
+pub fn read_files(paths: &[PathBuf], opts: DecodeOptions) -> Vec<Result<Gray>> {
+    paths.par_iter().map(|p| read_gray(p, opts)).collect()
 }
 
 #[cfg(test)]
@@ -90,7 +87,10 @@ mod tests {
             size: 16,
             ..Params::default()
         };
-        let out = with_threads(Some(2), || preprocess_files(&paths, None, &p, 1 << 20)).unwrap();
+        let out = with_threads(Some(2), || {
+            preprocess_files(&paths, None, &p, DecodeOptions::from(1 << 20))
+        })
+        .unwrap();
         assert!(out[0].is_ok() && out[2].is_ok());
         let err = out[1].as_ref().unwrap_err().to_string();
         assert!(err.contains("missing.png"), "{err}");

@@ -377,7 +377,7 @@ fn build_quads(luts: &[f32], grid_x: usize, grid_y: usize) -> Vec<[f32; 4]> {
 /// CLAHE of a whole image, parallel over rows.
 pub fn clahe(src: &GrayView<'_>, clip_limit: f64, grid_x: usize, grid_y: usize) -> Result<Gray> {
     let luts = ClaheLuts::new(src, clip_limit, grid_x, grid_y)?;
-    let mut out = Gray::new(src.width, src.height);
+    let mut out = Gray::try_new(src.width, src.height, "the CLAHE image")?;
     let w = src.width;
     out.data
         .par_chunks_mut(w)

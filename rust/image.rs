@@ -1,8 +1,62 @@
-//! Owned and borrowed 8-bit single-channel images.
+//! Owned and borrowed 8-bit single-channel images, and the limits on what is derived from them.
 //!
 //! Views carry a row stride so a crop is a view into its parent, never a copy.
+//!
+//! # Bounded resources
+//! The decoders bound the decoded image (`max_pixels`); every buffer derived from an image
+//! (the padded square, resize outputs and intermediates, CLAHE and localiser buffers) is
+//! bounded too, by a check made before anything is allocated, and allocated fallibly (a
+//! refused allocation is [`Error::Alloc`], never an abort):
+//! - **Aspect-ratio policy for radiographs.** A radiograph is never thinner than 1:10, so a
+//!   decoded file whose long side exceeds `MAX_ASPECT_RATIO` (10) times its short side is
+//!   refused from its header, before decoding (a decode error, like the pixel limit), unless
+//!   its long side is at most `ASPECT_FREE_SIDE` (4096) pixels: small thin images cost nothing
+//!   and occur in tests and thumbnails. A file that passes has a padded square of at most
+//!   `max(4096², 10 × pixels)`.
+//! - **Derived-buffer ceiling.** No derived buffer holds more than `MAX_DERIVED_PIXELS`
+//!   (2³⁰) elements: a larger request is a value error naming the buffer. This is what bounds
+//!   the functions on in-memory arrays (`pad_to_square` of a 1 x 200,000 array would need a
+//!   40-gigapixel square), which keep working on thin arrays whose derived buffers stay small
+//!   (the fused `preprocess` never builds the square).
 
-use crate::error::{Error, Result};
+use crate::error::{try_filled, Error, Result};
+
+/// See the module docs: the long side may be at most this many times the short side...
+pub const MAX_ASPECT_RATIO: usize = 10;
+/// ...unless the long side is at most this many pixels.
+pub const ASPECT_FREE_SIDE: usize = 4096;
+/// Most elements any buffer derived from an image may hold.
+pub const MAX_DERIVED_PIXELS: usize = 1 << 30;
+
+/// Whether a `width` x `height` image passes the aspect-ratio policy (module docs).
+pub fn aspect_ok(width: u64, height: u64) -> bool {
+    let (long, short) = (width.max(height), width.min(height));
+    long <= (ASPECT_FREE_SIDE as u64).max((MAX_ASPECT_RATIO as u64).saturating_mul(short))
+}
+
+/// The aspect-ratio policy as a value error.
+pub fn check_aspect(what: &str, width: usize, height: usize) -> Result<()> {
+    if aspect_ok(width as u64, height as u64) {
+        return Ok(());
+    }
+    Err(Error::value(format!(
+        "{what} is {width}x{height}: its long side is over {MAX_ASPECT_RATIO} times its short \
+         side (and over {ASPECT_FREE_SIDE} px), thinner than any radiograph; refused before \
+         deriving buffers from it"
+    )))
+}
+
+/// Checks a derived buffer of `width` x `height` elements against [`MAX_DERIVED_PIXELS`];
+/// returns the element count.
+pub fn check_derived(what: &str, width: usize, height: usize) -> Result<usize> {
+    match width.checked_mul(height) {
+        Some(n) if n <= MAX_DERIVED_PIXELS => Ok(n),
+        _ => Err(Error::value(format!(
+            "{what} would be {width}x{height}, over the limit of {MAX_DERIVED_PIXELS} elements \
+             for a buffer derived from an image"
+        ))),
+    }
+}
 
 /// An owned, tightly packed (stride == width) 8-bit grey image.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,6 +76,17 @@ pub struct GrayView<'a> {
 }
 
 impl Gray {
+    /// A zeroed image, checked against [`MAX_DERIVED_PIXELS`] and allocated fallibly.
+    pub fn try_new(width: usize, height: usize, what: &'static str) -> Result<Self> {
+        let n = check_derived(what, width, height)?;
+        Ok(Gray {
+            width,
+            height,
+            data: try_filled(n, 0, what)?,
+        })
+    }
+
+    /// A zeroed image (infallible: for sizes already bounded by the caller).
     pub fn new(width: usize, height: usize) -> Self {
         Gray {
             width,
@@ -96,15 +161,15 @@ impl<'a> GrayView<'a> {
         })
     }
 
-    pub fn to_gray(&self) -> Gray {
-        let mut data = Vec::with_capacity(self.width * self.height);
+    pub fn to_gray(&self) -> Result<Gray> {
+        let mut data = crate::error::try_with_capacity(self.width * self.height, "image copy")?;
         for y in 0..self.height {
             data.extend_from_slice(self.row(y));
         }
-        Gray {
+        Ok(Gray {
             width: self.width,
             height: self.height,
             data,
-        }
+        })
     }
 }

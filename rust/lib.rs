@@ -1,5 +1,6 @@
 //! boneage's native core. Pure Rust modules (tested by `cargo test` without Python) and, behind
-//! the `python` feature, the PyO3 bindings that make them `boneage._native`.
+//! the `python` feature, the PyO3 bindings in `python/` that make them `boneage._native`
+//! (the only module that knows of Python).
 
 pub mod augment;
 pub mod batch;
@@ -15,19 +16,4 @@ pub mod resize;
 pub mod tfrecord;
 
 #[cfg(feature = "python")]
-mod py_image;
-#[cfg(feature = "python")]
-mod py_pipeline;
-#[cfg(feature = "python")]
-mod py_tfrecord;
-
-#[cfg(feature = "python")]
-#[pyo3::pymodule]
-fn _native(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
-    use pyo3::types::PyModuleMethods;
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    py_image::register(m)?;
-    py_pipeline::register(m)?;
-    py_tfrecord::register(m)?;
-    Ok(())
-}
+mod python;

@@ -101,7 +101,7 @@ pub fn apply(img: Gray, o: u8) -> Gray {
     let (w, h) = (img.width, img.height);
     // Orientations 5..=8 swap the sides.
     let (ow, oh) = if o >= 5 { (h, w) } else { (w, h) };
-    let mut out = Gray::new(ow, oh);
+    let mut out = Gray::new(ow, oh); // the size of the decoded image, already bounded
     for y in 0..oh {
         for x in 0..ow {
             // Source pixel shown at output (x, y).

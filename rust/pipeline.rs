@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use crate::decode::decode_gray;
+use crate::decode::{decode_gray, DecodeOptions};
 use crate::error::{Error, Result};
 use crate::image::Gray;
 use crate::localise::{localise, Localisation};
@@ -49,9 +49,9 @@ pub fn process_one(
     mode: Localiser,
     p: &Params,
     margin: f64,
-    max_pixels: u64,
+    opts: DecodeOptions,
 ) -> Result<(Gray, ItemInfo)> {
-    let img = decode_gray(data, max_pixels)?;
+    let img = decode_gray(data, opts)?;
     let view = img.view();
     let whole: Box4 = (0, 0, img.width as i64, img.height as i64);
     let (bbox, used, localisation) = match mode {
@@ -89,18 +89,15 @@ pub fn process_many(
     mode: Localiser,
     p: &Params,
     margin: f64,
-    max_pixels: u64,
+    opts: DecodeOptions,
 ) -> Vec<Result<(Gray, ItemInfo)>> {
     datas
         .par_iter()
-        .map(|d| process_one(d, mode, p, margin, max_pixels))
+        .map(|d| process_one(d, mode, p, margin, opts))
         .collect()
 }
 
 /// Decodes many encoded images in parallel.
-pub fn decode_many(datas: &[&[u8]], max_pixels: u64) -> Vec<Result<Gray>> {
-    datas
-        .par_iter()
-        .map(|d| decode_gray(d, max_pixels))
-        .collect()
+pub fn decode_many(datas: &[&[u8]], opts: DecodeOptions) -> Vec<Result<Gray>> {
+    datas.par_iter().map(|d| decode_gray(d, opts)).collect()
 }

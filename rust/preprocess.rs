@@ -11,8 +11,9 @@
 use rayon::prelude::*;
 
 use crate::clahe::ClaheLuts;
+use crate::error::try_filled;
 use crate::error::{Error, Result};
-use crate::image::{Gray, GrayView};
+use crate::image::{check_derived, Gray, GrayView};
 use crate::resize::{
     self, add_block_sums, area_hpass, area_taps, area_vpass, finish_area_fast_row, tap_ranges,
     AreaTap, Interp,
@@ -66,15 +67,18 @@ pub fn resolve_crop(
 }
 
 /// Centred zero padding to a square: `x_pad = (m - w) / 2`, `y_pad = (m - h) / 2`.
-pub fn pad_to_square(src: &GrayView<'_>) -> Gray {
+///
+/// The square must fit the derived-buffer ceiling (see [`crate::image`]): checked before it
+/// is allocated.
+pub fn pad_to_square(src: &GrayView<'_>) -> Result<Gray> {
     let m = src.width.max(src.height);
     let (xp, yp) = ((m - src.width) / 2, (m - src.height) / 2);
-    let mut out = Gray::new(m, m);
+    let mut out = Gray::try_new(m, m, "the padded square")?;
     for y in 0..src.height {
         let start = (y + yp) * m + xp;
         out.data[start..start + src.width].copy_from_slice(src.row(y));
     }
-    out
+    Ok(out)
 }
 
 /// Runs the whole pipeline on one image.
@@ -87,17 +91,20 @@ pub fn preprocess(src: &GrayView<'_>, crop: Option<Box4>, p: &Params) -> Result<
     let m = w.max(h);
     let (xp, yp) = ((m - w) / 2, (m - h) / 2);
     let size = p.size;
+    // The resize taps along the padded side (two per source pixel at most) and each worker's
+    // padded CLAHE row: derived from the long side, so bounded before anything is built.
+    check_derived("the resize taps of the padded square", m, 2)?;
 
     if size > m {
         // Upscaling (tiny crops): rare, so take the plain route through the padded image.
-        let mut eq = Gray::new(w, h);
+        let mut eq = Gray::try_new(w, h, "the CLAHE image")?;
         for (y, row) in eq.data.chunks_mut(w).enumerate() {
             luts.apply_row(view.row(y), y, row);
         }
-        return resize::resize(&pad_to_square(&eq.view()).view(), size, size, Interp::Area);
+        return resize::resize(&pad_to_square(&eq.view())?.view(), size, size, Interp::Area);
     }
     if size == m {
-        let mut out = Gray::new(m, m);
+        let mut out = Gray::try_new(m, m, "the output image")?;
         out.data[yp * m..(yp + h) * m]
             .par_chunks_mut(m)
             .enumerate()
@@ -109,9 +116,9 @@ pub fn preprocess(src: &GrayView<'_>, crop: Option<Box4>, p: &Params) -> Result<
     let scale = 1.0 / inv;
     let k = scale.round();
     if (scale - k).abs() < f64::EPSILON {
-        return Ok(fused_area_fast(&view, &luts, m, xp, yp, size, k as usize));
+        return fused_area_fast(&view, &luts, m, xp, yp, size, k as usize);
     }
-    Ok(fused_area_general(&view, &luts, m, xp, yp, size, scale))
+    fused_area_general(&view, &luts, m, xp, yp, size, scale)
 }
 
 /// Integer factor `k`: block sums of the padded CLAHE image, padding skipped.
@@ -123,10 +130,10 @@ fn fused_area_fast(
     yp: usize,
     size: usize,
     k: usize,
-) -> Gray {
+) -> Result<Gray> {
     let (w, h) = (view.width, view.height);
     let scale = 1.0f32 / (k * k) as f32;
-    let mut out = Gray::new(size, size);
+    let mut out = Gray::try_new(size, size, "the output image")?;
     out.data.par_chunks_mut(size).enumerate().for_each_init(
         || (vec![0u8; m], vec![0u32; size]),
         |(padded, sums), (dy, drow)| {
@@ -142,7 +149,7 @@ fn fused_area_fast(
             finish_area_fast_row(drow, sums, k, k, scale);
         },
     );
-    out
+    Ok(out)
 }
 
 /// General factor: horizontal area pass straight from each CLAHE row, then the vertical pass.
@@ -154,7 +161,7 @@ fn fused_area_general(
     yp: usize,
     size: usize,
     scale: f64,
-) -> Gray {
+) -> Result<Gray> {
     let (w, h) = (view.width, view.height);
     // Horizontal taps that land on content, re-indexed into the unpadded CLAHE row.
     let xtaps: Vec<AreaTap> = area_taps(m, size, scale)
@@ -164,7 +171,8 @@ fn fused_area_general(
         .collect();
     let xranges = tap_ranges(&xtaps, size);
     let ytaps = area_taps(m, size, scale);
-    let mut hbuf = vec![0f32; h * size];
+    let n = check_derived("the horizontal resize pass", size, h)?;
+    let mut hbuf = try_filled(n, 0f32, "the horizontal resize pass")?;
     hbuf.par_chunks_mut(size).enumerate().for_each_init(
         || vec![0u8; w],
         |row, (y, buf)| {
@@ -173,7 +181,7 @@ fn fused_area_general(
         },
     );
     let ranges = tap_ranges(&ytaps, size);
-    let mut out = Gray::new(size, size);
+    let mut out = Gray::try_new(size, size, "the output image")?;
     let hb = &hbuf;
     out.data.par_chunks_mut(size).enumerate().for_each_init(
         || vec![0f32; size],
@@ -184,7 +192,7 @@ fn fused_area_general(
             area_vpass(&ytaps[ranges[dy].clone()], row_of, drow, sum);
         },
     );
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -210,7 +218,7 @@ mod tests {
         let (x0, y0, x1, y1) = resolve_crop(&v, crop).unwrap();
         let c = v.crop(x0, y0, x1, y1).unwrap();
         let eq = clahe(&c, p.clip_limit, p.grid_x, p.grid_y).unwrap();
-        let sq = pad_to_square(&eq.view());
+        let sq = pad_to_square(&eq.view()).unwrap();
         resize::resize(&sq.view(), p.size, p.size, Interp::Area).unwrap()
     }
 
@@ -244,9 +252,39 @@ mod tests {
     fn pad_centres_content() {
         let img = Gray::from_vec(3, 1, vec![1, 2, 3]).unwrap();
         let sq = pad_to_square(&img.view());
-        assert_eq!(sq.data, vec![0, 0, 0, 1, 2, 3, 0, 0, 0]);
+        assert_eq!(sq.unwrap().data, vec![0, 0, 0, 1, 2, 3, 0, 0, 0]);
         let img = Gray::from_vec(1, 2, vec![5, 6]).unwrap();
-        assert_eq!(pad_to_square(&img.view()).data, vec![5, 0, 6, 0]);
+        assert_eq!(pad_to_square(&img.view()).unwrap().data, vec![5, 0, 6, 0]);
+    }
+
+    #[test]
+    fn squares_over_the_ceiling_are_refused_before_allocating() {
+        let start = std::time::Instant::now();
+        let thin = Gray::from_vec(1, 200_000, vec![9; 200_000]).unwrap();
+        let err = pad_to_square(&thin.view()).unwrap_err();
+        assert!(matches!(err, Error::Value(_)), "{err}");
+        assert!(err.to_string().contains("200000x200000"), "{err}");
+        // The fused path never builds the square: a thin array is still cheap to preprocess.
+        assert_eq!(
+            preprocess(&thin.view(), None, &Params::default())
+                .unwrap()
+                .width,
+            256
+        );
+        assert!(pad_to_square(&noise(1, 4096, 3).view()).is_ok());
+        assert!(start.elapsed().as_secs() < 5);
+    }
+
+    #[test]
+    fn outputs_over_the_derived_ceiling_are_value_errors() {
+        let img = noise(8, 8, 4);
+        let p = Params {
+            size: 1 << 16,
+            ..Params::default()
+        };
+        let err = preprocess(&img.view(), None, &p).unwrap_err();
+        assert!(matches!(err, Error::Value(_)), "{err}");
+        assert!(err.to_string().contains("over the limit"), "{err}");
     }
 
     #[test]

@@ -18,8 +18,9 @@
 use rayon::prelude::*;
 
 use crate::clahe::rne_u8;
+use crate::error::try_filled;
 use crate::error::{Error, Result};
-use crate::image::{Gray, GrayView};
+use crate::image::{check_derived, Gray, GrayView};
 
 /// Interpolation for [`resize`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,12 +32,15 @@ pub enum Interp {
 /// Hard ceiling on output size, so a typo cannot ask for terabytes.
 pub const MAX_SIDE: usize = 1 << 16;
 
+/// Checks an output size: each side in `1..=MAX_SIDE`, and the whole image within
+/// [`MAX_DERIVED_PIXELS`](crate::image::MAX_DERIVED_PIXELS).
 pub fn check_size(width: usize, height: usize) -> Result<()> {
     if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
         return Err(Error::value(format!(
             "output size must be 1..={MAX_SIDE} on each side, got {width}x{height}"
         )));
     }
+    check_derived("the output image", width, height)?;
     Ok(())
 }
 
@@ -50,7 +54,7 @@ fn scale_of(src: usize, dst: usize) -> (f64, f64) {
 pub fn resize(src: &GrayView<'_>, width: usize, height: usize, interp: Interp) -> Result<Gray> {
     check_size(width, height)?;
     if width == src.width && height == src.height {
-        return Ok(src.to_gray());
+        return src.to_gray();
     }
     let (inv_x, scale_x) = scale_of(src.width, width);
     let (inv_y, scale_y) = scale_of(src.height, height);
@@ -59,37 +63,24 @@ pub fn resize(src: &GrayView<'_>, width: usize, height: usize, interp: Interp) -
     let area_fast = (scale_x - ix).abs() < f64::EPSILON && (scale_y - iy).abs() < f64::EPSILON;
     match interp {
         Interp::Linear if area_fast && ix == 2.0 && iy == 2.0 => {
-            Ok(area_fast_resize(src, width, height, 2, 2))
+            area_fast_resize(src, width, height, 2, 2)
         }
         Interp::Area if scale_x >= 1.0 && scale_y >= 1.0 => {
             if area_fast {
-                Ok(area_fast_resize(
-                    src,
-                    width,
-                    height,
-                    ix as usize,
-                    iy as usize,
-                ))
+                area_fast_resize(src, width, height, ix as usize, iy as usize)
             } else {
-                Ok(area_general(src, width, height, scale_x, scale_y))
+                area_general(src, width, height, scale_x, scale_y)
             }
         }
-        Interp::Area => Ok(linear(
-            src,
-            width,
-            height,
-            (inv_x, scale_x),
-            (inv_y, scale_y),
-            true,
-        )),
-        Interp::Linear => Ok(linear(
+        Interp::Area => linear(src, width, height, (inv_x, scale_x), (inv_y, scale_y), true),
+        Interp::Linear => linear(
             src,
             width,
             height,
             (inv_x, scale_x),
             (inv_y, scale_y),
             false,
-        )),
+        ),
     }
 }
 
@@ -107,8 +98,14 @@ pub fn area_fast_value(sum: u32, kx: usize, ky: usize, scale: f32) -> u8 {
     }
 }
 
-fn area_fast_resize(src: &GrayView<'_>, width: usize, height: usize, kx: usize, ky: usize) -> Gray {
-    let mut out = Gray::new(width, height);
+fn area_fast_resize(
+    src: &GrayView<'_>,
+    width: usize,
+    height: usize,
+    kx: usize,
+    ky: usize,
+) -> Result<Gray> {
+    let mut out = Gray::try_new(width, height, "the output image")?;
     let scale = 1.0f32 / (kx * ky) as f32;
     out.data
         .par_chunks_mut(width)
@@ -120,7 +117,7 @@ fn area_fast_resize(src: &GrayView<'_>, width: usize, height: usize, kx: usize, 
             }
             finish_area_fast_row(drow, &sums, kx, ky, scale);
         });
-    out
+    Ok(out)
 }
 
 /// Adds each `k`-pixel block of `row` to its slot in `sums` (the integer-factor area inner
@@ -260,16 +257,17 @@ pub fn area_vpass<'b>(
     }
 }
 
-fn area_general(src: &GrayView<'_>, width: usize, height: usize, sx: f64, sy: f64) -> Gray {
+fn area_general(src: &GrayView<'_>, width: usize, height: usize, sx: f64, sy: f64) -> Result<Gray> {
     let xtaps = area_taps(src.width, width, sx);
     let ytaps = area_taps(src.height, height, sy);
     let xranges = tap_ranges(&xtaps, width);
-    let mut hbuf = vec![0f32; src.height * width];
+    let n = check_derived("the horizontal resize pass", width, src.height)?;
+    let mut hbuf = try_filled(n, 0f32, "the horizontal resize pass")?;
     hbuf.par_chunks_mut(width)
         .enumerate()
         .for_each(|(y, buf)| area_hpass(src.row(y), &xtaps, &xranges, buf));
     let ranges = tap_ranges(&ytaps, height);
-    let mut out = Gray::new(width, height);
+    let mut out = Gray::try_new(width, height, "the output image")?;
     out.data
         .par_chunks_mut(width)
         .enumerate()
@@ -283,7 +281,7 @@ fn area_general(src: &GrayView<'_>, width: usize, height: usize, sx: f64, sy: f6
                 &mut sum,
             );
         });
-    out
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -345,11 +343,11 @@ fn linear(
     (inv_x, scale_x): (f64, f64),
     (inv_y, scale_y): (f64, f64),
     area_mode: bool,
-) -> Gray {
+) -> Result<Gray> {
     let xt = linear_taps(src.width, width, (inv_x, scale_x), area_mode, true);
     let yt = linear_taps(src.height, height, (inv_y, scale_y), area_mode, false);
     let clamp_row = |y: isize| y.clamp(0, src.height as isize - 1) as usize;
-    let mut out = Gray::new(width, height);
+    let mut out = Gray::try_new(width, height, "the output image")?;
     out.data.par_chunks_mut(width).enumerate().for_each_init(
         || (vec![0i32; width], vec![0i32; width]),
         |(r0, r1), (dy, drow)| {
@@ -363,7 +361,7 @@ fn linear(
             }
         },
     );
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -414,5 +412,16 @@ mod tests {
     fn rejects_zero_size() {
         let img = ramp(4, 4);
         assert!(resize(&img.view(), 0, 4, Interp::Area).is_err());
+    }
+
+    #[test]
+    fn huge_outputs_are_refused_before_allocating() {
+        let img = ramp(3, 3);
+        for (w, h) in [(1 << 16, 1 << 16), (1 << 16, 1 << 15)] {
+            let err = resize(&img.view(), w, h, Interp::Linear).unwrap_err();
+            assert!(matches!(err, Error::Value(_)), "{err}");
+            assert!(err.to_string().contains("over the limit"), "{err}");
+        }
+        assert!(resize(&img.view(), 1 << 16, 2, Interp::Area).is_ok());
     }
 }

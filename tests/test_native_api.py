@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 import zlib
@@ -243,21 +245,205 @@ def test_read_gray_files(files, tmp_path):
 
 
 def test_module_has_type_stubs_and_docs():
+    """Every exported name is in the stub and documented (the list comes from the module)."""
     import boneage
 
     pkg = Path(boneage.__file__).parent
     stub = (pkg / "_native.pyi").read_text()
     assert (pkg / "py.typed").exists()
-    for name in (
-        "clahe",
-        "pad_to_square",
-        "resize_area",
-        "resize_linear",
-        "decode_gray",
-        "read_gray",
-        "preprocess",
-        "preprocess_files",
-        "preprocess_batch",
-    ):
-        assert f"def {name}(" in stub, name
-        assert getattr(native, name).__doc__, name
+    assert len(native.__all__) > 25
+    for name in native.__all__:
+        assert f'"{name}"' in stub, name
+        obj = getattr(native, name)
+        if callable(obj):
+            assert obj.__doc__, name
+
+
+def test_stub_matches_the_built_module():
+    """mypy.stubtest: every signature, default and class in the stub against the module."""
+    pytest.importorskip("mypy")
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "boneage._native"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_one_core_error_maps_to_one_python_exception_everywhere(tmp_path):
+    """A missing file is the same FileNotFoundError (errno, OS text, file name) whether an image
+    or a shard reader meets it: one conversion from the core's error serves every binding."""
+    missing = tmp_path / "missing.bin"
+    calls = (
+        lambda: native.read_gray(missing),
+        lambda: native.read_examples([missing]),
+        lambda: native.read_records(missing),
+        lambda: native.count_records([missing]),
+    )
+    seen = set()
+    for call in calls:
+        with pytest.raises(FileNotFoundError) as err:
+            call()
+        e = err.value
+        seen.add((type(e), e.errno, e.strerror, e.filename, str(e)))
+    assert seen == {
+        (
+            FileNotFoundError,
+            errno.ENOENT,
+            os.strerror(errno.ENOENT),
+            str(missing),
+            f"[Errno {errno.ENOENT}] {os.strerror(errno.ENOENT)}: {str(missing)!r}",
+        )
+    }
+
+
+def test_decode_errors_name_the_file_or_nothing(tmp_path):
+    """In-memory bytes give the reason alone (no '<bytes>' stand-in); a file gives its path,
+    and the batch readers report the very message the single call raises."""
+    with pytest.raises(OSError) as err:
+        native.decode_gray(b"not an image")
+    assert str(err.value) == "not a PNG or JPEG image (unrecognised signature)"
+    assert "<bytes>" not in str(err.value)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(OSError) as err:
+        native.read_gray(bad)
+    assert str(err.value) == f"{bad}: not a PNG or JPEG image (unrecognised signature)"
+    _, errors = native.read_gray_files([bad])
+    assert errors == [(0, str(bad), str(err.value))]
+    _, errors = native.decode_many([b"not an image"])
+    assert errors == [(0, "item 0", "not a PNG or JPEG image (unrecognised signature)")]
+
+
+def test_shard_naming_has_one_owner(tmp_path):
+    """shard_name is what ShardWriter writes, parse_shard_name and shard_glob read it back."""
+    for compression in (None, "GZIP"):
+        out = tmp_path / str(compression)
+        with native.ShardWriter(str(out), "train", 3, compression) as w:
+            w.write(IMG[:4, :5], "a")
+        written = sorted(p.name for p in out.iterdir())
+        names = [native.shard_name("train", i, 3, compression) for i in range(3)]
+        assert written == names
+        assert [native.parse_shard_name(n) for n in names] == [
+            ("train", i, 3, compression == "GZIP") for i in range(3)
+        ]
+        assert sorted(p.name for p in out.glob(native.shard_glob("train"))) == names
+        assert sorted(p.name for p in out.glob(native.shard_glob())) == names
+        assert [native.is_gzip_file(out / n) for n in names] == [compression == "GZIP"] * 3
+    assert native.shard_name("val", 7, 12) == "val-00007-of-00012.tfrecord"
+    for bad in (".val-00001-of-00002.tfrecord.tmp-9-0", "val-1-of-2.tfrecord", "x.png"):
+        assert native.parse_shard_name(bad) is None
+    with pytest.raises(ValueError, match="out of range"):
+        native.shard_name("val", 2, 2)
+    with pytest.raises(ValueError, match="split"):
+        native.shard_name("a/b", 0, 1)
+    with pytest.raises(FileNotFoundError):
+        native.is_gzip_file(tmp_path / "missing")
+
+
+def test_reserved_keys_are_the_keys_the_writer_sets(tmp_path):
+    assert isinstance(native.RESERVED_KEYS, tuple)
+    ex = native.decode_example(native.encode_example(IMG[:3, :4], "id1", male=1, age=3.5))
+    assert set(ex) == set(native.RESERVED_KEYS)
+    with native.ShardWriter(str(tmp_path), "t", 1) as w:
+        for key in native.RESERVED_KEYS:
+            with pytest.raises(ValueError, match="reserved"):
+                w.write_batch([IMG[:3, :4]], ["id1"], extras={key: [1]})
+        w.write_batch([IMG[:3, :4]], ["id1"], extras={"box": [[0, 0, 4, 3]]})
+
+
+def _zero_png(width: int, height: int) -> bytes:
+    """A valid grey PNG of zeros, built by hand (tiny for thin images: it compresses well)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body).to_bytes(4, "big")
+        return len(body).to_bytes(4, "big") + kind + body + crc
+
+    z = zlib.compressobj(9)
+    row = b"\x00" * (width + 1)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_thin_images_and_huge_derived_buffers_raise_quickly(tmp_path):
+    """Issue 11: a valid 99,000,000 x 1 PNG aborted the bulk run (a 101 GB allocation in the
+    resize) and pad_to_square of a 1 x 200,000 array aborted Python. Now: quick errors (the
+    aspect-ratio policy on decoded files, the derived-buffer ceiling on arrays), the process
+    alive, and the policy's edge cases still work."""
+    import time
+
+    png = _zero_png(99_000_000, 1)
+    assert len(png) < 200_000
+    path = tmp_path / "thin.png"
+    path.write_bytes(png)
+    start = time.monotonic()
+    with pytest.raises(OSError, match=r"99000000x1.*radiograph"):
+        native.decode_gray(png)
+    with pytest.raises(OSError, match=r"thin\.png: image is 99000000x1"):
+        native.read_gray(path)
+    _, _, errors = native.process_encoded([png], ["thin"], size=64)
+    assert errors and errors[0][1] == "thin" and "radiograph" in errors[0][2]
+    with pytest.raises(ValueError, match=r"padded square would be 200000x200000.*over the limit"):
+        native.pad_to_square(np.zeros((200_000, 1), np.uint8))
+    with pytest.raises(ValueError, match="over the limit"):
+        native.pad_to_square(np.zeros((1, 40_000), np.uint8))
+    with pytest.raises(ValueError, match="over the limit"):
+        native.resize_area(IMG, 65536, 65536)
+    with pytest.raises(ValueError, match="over the limit"):
+        native.preprocess(IMG, size=65536)
+    assert time.monotonic() - start < 10
+    # The policy's edges: a small thin image and a 1:10 one are fine.
+    assert native.pad_to_square(np.ones((1, 4096), np.uint8)).shape == (4096, 4096)
+    assert native.decode_gray(_zero_png(500, 5000)).shape == (5000, 500)
+    assert native.preprocess(np.ones((10, 100), np.uint8), size=32).shape == (32, 32)
+
+
+def _real(suffix: str) -> Path:
+    """A real RSNA radiograph whose content (not only its name) is of that format."""
+    from shared_data import image_files
+
+    magic = {".jpg": b"\xff\xd8", ".png": b"\x89PNG"}[suffix]
+    found = [
+        p
+        for p in image_files("unlabeled", "fullres")
+        if p.suffix.lower() == suffix and p.read_bytes()[:4].startswith(magic)
+    ]
+    if not found:
+        pytest.skip(f"no real RSNA {suffix} under ../shared/data/rsna")
+    return found[0]
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_truncated_real_radiograph_is_an_error_naming_file_and_reason(tmp_path, suffix):
+    """Issue 11: a truncated JPEG decoded as an 'ok' record with half the film grey. Every
+    native entry point now refuses it by default, naming the file and libjpeg's reason."""
+    data = _real(suffix).read_bytes()
+    cut = data[: len(data) * 2 // 3]
+    path = tmp_path / f"cut{suffix}"
+    path.write_bytes(cut)
+    reason = "Premature end of JPEG file" if suffix == ".jpg" else "truncated PNG"
+    with pytest.raises(OSError, match=rf"cut\{suffix}: .*{reason}"):
+        native.read_gray(path)
+    with pytest.raises(OSError, match=reason):
+        native.decode_gray(cut)
+    _, errors = native.read_gray_files([path])
+    assert len(errors) == 1 and reason in errors[0][2]
+    _, errors = native.decode_many([cut])
+    assert len(errors) == 1 and reason in errors[0][2]
+    # The bulk job's fused call: a skipped row with the reason, the good copy still written.
+    _, infos, errors = native.process_encoded([cut, data], ["cut", "good"], size=32)
+    assert [e[1] for e in errors] == ["cut"] and reason in errors[0][2]
+    assert infos[0] is None and infos[1] is not None
+    # OpenCV (4.11) refuses such files too: the strict default is also the parity answer.
+    with pytest.raises(OSError):
+        ref.decode_gray(cut)
+    if suffix == ".jpg":
+        # Accepted on request: what was decoded before the cut as in the whole file, the rest
+        # filled in by libjpeg.
+        whole = native.decode_gray(data)
+        got = native.decode_gray(cut, allow_truncated=True)
+        assert got.shape == whole.shape
+        assert 0.3 < np.mean(got == whole) < 1.0
+        assert native.read_gray(path, allow_truncated=True).shape == got.shape

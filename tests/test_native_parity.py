@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import struct
@@ -252,3 +253,158 @@ def test_exif_orientation_matches_opencv(seed, h, w, orientation, big_endian, fm
     if orientation >= 5 and h != w:
         assert got.shape == (w, h)  # the sides swap: the check can fail
     assert_same(got, want)
+
+
+# -- every PNG colour type and bit depth, every JPEG colour space and sampling (issue 11) ----
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+@functools.lru_cache(maxsize=1)
+def _icc_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+# colour type -> the bit depths the PNG specification allows for it
+PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def make_png(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    colour: int,
+    depth: int,
+    trns: bool,
+    extra: str,
+    gamma: int,
+) -> bytes:
+    """A PNG written by hand, so every colour type, depth and ancillary chunk can be chosen."""
+    channels = PNG_CHANNELS[colour]
+    top = (1 << depth) - 1
+    if colour == 3:
+        entries = int(rng.integers(1, top + 2))
+        samples = rng.integers(0, entries, (h, w, 1))
+    else:
+        samples = rng.integers(0, top + 1, (h, w, channels))
+        if colour in (2, 6) and rng.random() < 0.3:
+            samples[..., 1] = samples[..., 0]  # some grey-looking colour pixels
+            samples[..., 2] = samples[..., 0]
+    rows = []
+    for y in range(h):
+        row = samples[y].reshape(-1)
+        if depth == 16:
+            raw = row.astype(">u2").tobytes()
+        elif depth == 8:
+            raw = row.astype(np.uint8).tobytes()
+        else:
+            per = 8 // depth
+            padded = np.zeros(-(-len(row) // per) * per, np.int64)
+            padded[: len(row)] = row
+            packed = np.zeros(len(padded) // per, np.int64)
+            for k in range(per):
+                packed |= padded[k::per] << (8 - depth * (k + 1))
+            raw = packed.astype(np.uint8).tobytes()
+        rows.append(b"\x00" + raw)
+    out = b"\x89PNG\r\n\x1a\n" + _chunk(
+        b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
+    )
+    if extra == "gAMA":
+        out += _chunk(b"gAMA", struct.pack(">I", gamma))
+    elif extra == "sRGB":
+        out += _chunk(b"sRGB", b"\x00") + _chunk(b"gAMA", struct.pack(">I", 45455))
+    elif extra == "iCCP":
+        out += _chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(_icc_profile()))
+    if colour == 3:
+        palette = rng.integers(0, 256, (entries, 3), dtype=np.uint8)
+        if rng.random() < 0.3:
+            palette[:, 1] = palette[:, 0]
+            palette[:, 2] = palette[:, 0]
+        out += _chunk(b"PLTE", palette.tobytes())
+    if trns and colour in (0, 2, 3):
+        if colour == 3:
+            body = rng.integers(0, 256, int(rng.integers(1, entries + 1)), dtype=np.uint8).tobytes()
+        else:
+            key = samples[0, 0] if rng.random() < 0.5 else rng.integers(0, top + 1, channels)
+            body = np.asarray(key).astype(">u2").tobytes()
+        out += _chunk(b"tRNS", body)
+    out += _chunk(b"IDAT", zlib.compress(b"".join(rows)))
+    return out + _chunk(b"IEND", b"")
+
+
+png_layouts = st.sampled_from([(c, d) for c, ds in PNG_DEPTHS.items() for d in ds])
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 40),
+    w=st.integers(1, 40),
+    layout=png_layouts,
+    trns=st.booleans(),
+    extra=st.sampled_from(["none", "gAMA", "sRGB", "iCCP"]),
+    gamma=st.sampled_from([45455, 100000, 55555, 220000, 30000, 97000]),
+)
+def test_decode_every_png_layout_matches_opencv(seed, h, w, layout, trns, extra, gamma):
+    colour, depth = layout
+    data = make_png(np.random.default_rng(seed), h, w, colour, depth, trns, extra, gamma)
+    want = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if want is None:  # OpenCV refuses it: the native decoder must raise, not crash
+        with pytest.raises(OSError):
+            native.decode_gray(data)
+        return
+    assert_same(native.decode_gray(data), want)
+
+
+def _jpeg(img: np.ndarray, space: str, quality: int, sampling: str, progressive: bool) -> bytes:
+    """JPEG bytes in one of the colour spaces libjpeg writes."""
+    from PIL import Image
+
+    if space in ("gray", "ycbcr"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)]
+        if space == "ycbcr":
+            factor = getattr(cv2, f"IMWRITE_JPEG_SAMPLING_FACTOR_{sampling}")
+            params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor]
+        ok, buf = cv2.imencode(".jpg", img if space == "ycbcr" else img[..., 0], params)
+        assert ok
+        return buf.tobytes()
+    rgb = Image.fromarray(np.ascontiguousarray(img[..., ::-1]))
+    out = io.BytesIO()
+    if space == "rgb":
+        rgb.save(out, "JPEG", quality=quality, keep_rgb=True, progressive=progressive)
+        return out.getvalue()
+    rgb.convert("CMYK").save(out, "JPEG", quality=quality, progressive=progressive)
+    data = out.getvalue()
+    if space == "ycck":  # the same samples, declared YCCK (Adobe transform 2): a valid file
+        at = data.index(b"Adobe") + 11
+        data = data[:at] + b"\x02" + data[at + 1 :]
+    return data
+
+
+@SETTINGS
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    h=st.integers(1, 120),
+    w=st.integers(1, 120),
+    space=st.sampled_from(["gray", "ycbcr", "rgb", "cmyk", "ycck"]),
+    sampling=st.sampled_from(["444", "422", "420", "440", "411"]),
+    progressive=st.booleans(),
+    quality=st.integers(5, 100),
+)
+def test_decode_every_jpeg_colour_space_matches_opencv(
+    seed, h, w, space, sampling, progressive, quality
+):
+    base = make_image(seed, h, w, "smooth")
+    img = cv2.merge([base, np.roll(base, 3, axis=1), 255 - base])
+    data = _jpeg(img, space, quality, sampling, progressive)
+    want = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if want is None:
+        with pytest.raises(OSError):
+            native.decode_gray(data)
+        return
+    assert_same(native.decode_gray(data), want)

@@ -4,62 +4,118 @@ Every image is a 2-D ``numpy.ndarray`` of ``uint8`` (height, width). Inputs are 
 modified; outputs are new C-contiguous arrays. Pixel work runs with the GIL released and
 batch functions run in parallel. Bad arguments raise ``ValueError`` (``TypeError`` for a
 non-array), unreadable or corrupt files raise ``OSError`` naming the file and the reason.
+
+Bounded resources (the native core never aborts the process):
+
+- Decoders refuse, from the header and before decoding (``OSError``), images over
+  ``max_pixels`` and images thinner than any radiograph: a long side over 10 times the short
+  side, unless the long side is at most 4096 px (aspect-ratio policy).
+- Every buffer derived from an image (padded square, resize output and passes, CLAHE image) is
+  checked before it is allocated: over 2**30 elements is a ``ValueError`` naming the buffer
+  (``pad_to_square`` of a 1 x 200,000 array would need a 40-gigapixel square).
+- A buffer the allocator refuses is a ``MemoryError``, never an abort.
 """
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
 
-Image = npt.NDArray[np.uint8]
-Box = tuple[int, int, int, int]
-StrPath = str | os.PathLike[str]
-ItemError = tuple[int, str, str]
+# Checked against the built module in CI: python -m mypy.stubtest boneage._native
+# A default shown as ``...`` is the run-time one: ``tile_grid=(8, 8)``,
+# ``max_pixels=DEFAULT_MAX_PIXELS``.
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "RESERVED_KEYS",
+    "CorruptRecordError",
+    "ExampleReader",
+    "RecordReader",
+    "ShardWriter",
+    "__version__",
+    "augment_images",
+    "clahe",
+    "count_records",
+    "decode_example",
+    "decode_gray",
+    "decode_many",
+    "encode_example",
+    "is_gzip_file",
+    "localise_hand",
+    "pad_to_square",
+    "parse_shard_name",
+    "preprocess",
+    "preprocess_batch",
+    "preprocess_files",
+    "process_encoded",
+    "read_examples",
+    "read_gray",
+    "read_gray_files",
+    "read_records",
+    "resize_area",
+    "resize_linear",
+    "shard_glob",
+    "shard_index",
+    "shard_name",
+]
+
+# Stub-only aliases (private names: they do not exist at run time).
+_Image = npt.NDArray[np.uint8]
+_Box = tuple[int, int, int, int]
+_StrPath = str | os.PathLike[str]
+_ItemError = tuple[int, str, str]
 """(index in the input, path or ``images[i]``, reason)."""
 
 __version__: str
 DEFAULT_MAX_PIXELS: int
 """Decoders refuse images with more pixels than this (decompression-bomb guard): 100 MP."""
 
-def clahe(img: Image, clip_limit: float = 2.0, tile_grid: tuple[int, int] = (8, 8)) -> Image:
+def clahe(img: _Image, clip_limit: float = 2.0, tile_grid: tuple[int, int] = ...) -> _Image:
     """CLAHE; bit-exact with ``cv2.createCLAHE(clip_limit, tile_grid).apply(img)``.
 
     ``tile_grid`` is (columns, rows), like OpenCV's ``tileGridSize``; ``clip_limit=0``
     disables clipping.
     """
 
-def pad_to_square(img: Image) -> Image:
+def pad_to_square(img: _Image) -> _Image:
     """Centred zero padding to an m x m square, m = max(h, w).
 
     ``x_pad = (m - w) // 2`` and ``y_pad = (m - h) // 2``; equivalent to
     ``cv2.copyMakeBorder(img, y_pad, m-h-y_pad, x_pad, m-w-x_pad, cv2.BORDER_CONSTANT, 0)``.
+
+    Raises:
+        ValueError: the square would hold more than 2**30 pixels (checked before allocating).
     """
 
-def resize_area(img: Image, width: int, height: int) -> Image:
+def resize_area(img: _Image, width: int, height: int) -> _Image:
     """``cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)``, bit-exact."""
 
-def resize_linear(img: Image, width: int, height: int) -> Image:
+def resize_linear(img: _Image, width: int, height: int) -> _Image:
     """``cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)``, bit-exact."""
 
-def decode_gray(data: bytes, max_pixels: int = ...) -> Image:
+def decode_gray(data: bytes, max_pixels: int = ..., *, allow_truncated: bool = False) -> _Image:
     """PNG or JPEG bytes to 8-bit grey, as ``cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)``.
 
-    16-bit grey keeps the high byte; colour is converted as libpng/libjpeg do for OpenCV.
-    Raises ``OSError`` for undecodable bytes or images over ``max_pixels``.
+    16-bit grey keeps the high byte; colour is converted as libpng/libjpeg do for OpenCV
+    (CMYK/YCCK JPEGs with OpenCV's own CMYK formula). Raises ``OSError`` for undecodable bytes,
+    images over ``max_pixels`` or thinner than the aspect-ratio policy allows, and JPEGs whose
+    data is cut short or damaged (libjpeg's premature-end / corrupt-data warnings: OpenCV would
+    return the image with the rest grey). ``allow_truncated=True`` accepts those, as OpenCV.
     """
 
-def read_gray(path: StrPath, max_pixels: int = ...) -> Image:
-    """A PNG/JPEG file to 8-bit grey, as ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``."""
+def read_gray(path: _StrPath, max_pixels: int = ..., *, allow_truncated: bool = False) -> _Image:
+    """A PNG/JPEG file to 8-bit grey, as ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``; errors as
+    :func:`decode_gray`, naming the file."""
 
 def preprocess(
-    img: Image,
-    crop: Box | None = None,
+    img: _Image,
+    crop: _Box | None = None,
     size: int = 256,
     clip_limit: float = 2.0,
-    tile_grid: tuple[int, int] = (8, 8),
-) -> Image:
+    tile_grid: tuple[int, int] = ...,
+) -> _Image:
     """crop (x0, y0, x1, y1) -> CLAHE -> pad_to_square -> resize_area to size x size.
 
     Fused (no intermediate images on the downscaling path), byte-identical to the steps one
@@ -68,13 +124,13 @@ def preprocess(
     """
 
 def preprocess_batch(
-    images: Sequence[Image],
-    crops: Sequence[Box | None] | None = None,
+    images: Sequence[_Image],
+    crops: Sequence[_Box | None] | None = None,
     size: int = 256,
     clip_limit: float = 2.0,
-    tile_grid: tuple[int, int] = (8, 8),
+    tile_grid: tuple[int, int] = ...,
     threads: int | None = None,
-) -> tuple[npt.NDArray[np.uint8], list[ItemError]]:
+) -> tuple[npt.NDArray[np.uint8], list[_ItemError]]:
     """:func:`preprocess` over many arrays in parallel.
 
     Returns an (N, size, size) array in input order and the per-item errors; a failed
@@ -82,14 +138,16 @@ def preprocess_batch(
     """
 
 def preprocess_files(
-    paths: Sequence[StrPath],
-    crops: Sequence[Box | None] | None = None,
+    paths: Sequence[_StrPath],
+    crops: Sequence[_Box | None] | None = None,
     size: int = 256,
     clip_limit: float = 2.0,
-    tile_grid: tuple[int, int] = (8, 8),
+    tile_grid: tuple[int, int] = ...,
     threads: int | None = None,
     max_pixels: int = ...,
-) -> tuple[npt.NDArray[np.uint8], list[ItemError]]:
+    *,
+    allow_truncated: bool = False,
+) -> tuple[npt.NDArray[np.uint8], list[_ItemError]]:
     """Decode + :func:`preprocess` for many files in parallel.
 
     One bad file never loses the others: it is listed in the errors with its path and the
@@ -97,11 +155,15 @@ def preprocess_files(
     """
 
 def read_gray_files(
-    paths: Sequence[StrPath], threads: int | None = None, max_pixels: int = ...
-) -> tuple[list[Image | None], list[ItemError]]:
+    paths: Sequence[_StrPath],
+    threads: int | None = None,
+    max_pixels: int = ...,
+    *,
+    allow_truncated: bool = False,
+) -> tuple[list[_Image | None], list[_ItemError]]:
     """Decodes many files in parallel; ``None`` where a file failed (see the errors)."""
 
-def localise_hand(img: Image, margin: float = 0.05) -> dict[str, Any]:
+def localise_hand(img: _Image, margin: float = 0.05) -> dict[str, Any]:
     """The radiograph hand localiser (no OpenCV equivalent).
 
     Returns ``box`` (x0, y0, x1, y1; end-exclusive, margin included), ``plausible`` (use the
@@ -115,19 +177,25 @@ def process_encoded(
     localiser: Literal["native", "none"] = "native",
     size: int = 256,
     clip_limit: float = 2.0,
-    tile_grid: tuple[int, int] = (8, 8),
+    tile_grid: tuple[int, int] = ...,
     margin: float = 0.05,
     threads: int | None = None,
     max_pixels: int = ...,
-) -> tuple[npt.NDArray[np.uint8], list[dict[str, Any] | None], list[ItemError]]:
+    *,
+    allow_truncated: bool = False,
+) -> tuple[npt.NDArray[np.uint8], list[dict[str, Any] | None], list[_ItemError]]:
     """decode -> localise -> crop -> CLAHE -> pad -> resize for encoded images, in parallel."""
 
 def decode_many(
-    datas: Sequence[bytes], threads: int | None = None, max_pixels: int = ...
-) -> tuple[list[Image | None], list[ItemError]]:
+    datas: Sequence[bytes],
+    threads: int | None = None,
+    max_pixels: int = ...,
+    *,
+    allow_truncated: bool = False,
+) -> tuple[list[_Image | None], list[_ItemError]]:
     """Decodes many encoded images in parallel; None where one failed."""
 
-# --- TFRecord shards and batch augmentation (rust/tfrecord.rs, rust/augment.rs)
+# --- TFRecord shards and batch augmentation (rust/tfrecord/, rust/augment.rs)
 
 _Path = str | os.PathLike[str]
 _Paths = _Path | Sequence[_Path]
@@ -159,6 +227,7 @@ class _ShardSummary(TypedDict):
     bytes: int
     shards: list[_ShardSummaryEntry]
 
+@final
 class ShardWriter:
     """Writes cases as tf.train.Example records into ``num_shards`` TFRecord files.
 
@@ -195,8 +264,8 @@ class ShardWriter:
         ValueError: bad arguments. OSError: the directory or a file cannot be created.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         directory: _Path,
         split: str,
         num_shards: int,
@@ -205,7 +274,7 @@ class ShardWriter:
         compression_level: int | None = None,
         shards: Sequence[int] | None = None,
         fsync: bool = True,
-    ) -> None: ...
+    ) -> ShardWriter: ...
     def write(
         self,
         image: npt.NDArray[np.uint8],
@@ -281,6 +350,7 @@ class ShardWriter:
     def summary(self) -> _ShardSummary | None:
         """The close() summary, or None before a successful close()."""
 
+@final
 class RecordReader(Iterator[bytes]):
     """Iterator over raw records; see :func:`read_records`."""
 
@@ -302,6 +372,7 @@ class RecordReader(Iterator[bytes]):
     def __enter__(self) -> RecordReader: ...
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool: ...
 
+@final
 class ExampleReader(Iterator[dict[str, Any]]):
     """Iterator over decoded examples; see :func:`read_examples`."""
 
@@ -385,6 +456,37 @@ def shard_index(id: str | int, num_shards: int) -> int:
     """The shard a case goes to: 64-bit FNV-1a (offset basis 0xcbf29ce484222325, prime
     0x100000001b3) of the id's UTF-8 bytes, modulo ``num_shards``. An int id is its decimal
     text."""
+
+RESERVED_KEYS: tuple[str, ...]
+"""The keys of a case record that the writer sets itself (``image``, ``height``, ``width``,
+``id``, ``male``, ``age``); extra features may not use them."""
+
+def shard_name(
+    split: str, index: int, num_shards: int, compression: Literal["GZIP"] | None = None
+) -> str:
+    """The file name :class:`ShardWriter` gives shard ``index`` of ``num_shards``:
+    ``{split}-{index:05d}-of-{num_shards:05d}.tfrecord`` (``.tfrecord.gz`` with GZIP).
+
+    Raises:
+        ValueError: a split that is not a plain name, ``num_shards`` outside 1..99999, or an
+            index outside ``0..num_shards``.
+    """
+
+def parse_shard_name(name: str) -> tuple[str, int, int, bool] | None:
+    """``(split, index, num_shards, gzip)`` of a shard file name (a bare name, not a path), or
+    ``None`` for any name :class:`ShardWriter` does not write (hidden temporaries included).
+    The index is not checked against the count."""
+
+def shard_glob(split: str = "*") -> str:
+    """A glob pattern for the shard files of ``split``: ``{split}-*-of-*.tfrecord*``."""
+
+def is_gzip_file(path: _Path) -> bool:
+    """Whether a TFRecord file is GZIP-compressed, judged by content exactly as the readers
+    judge it: gzip magic ``1f 8b`` unless the first 12 bytes also form a valid record header.
+
+    Raises:
+        OSError: the file cannot be opened or read.
+    """
 
 def augment_images(
     images: npt.NDArray[np.uint8] | Sequence[npt.NDArray[np.uint8]],

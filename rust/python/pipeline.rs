@@ -6,12 +6,13 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use super::args::{decode_opts, pixels, threads_arg};
+use super::image::{images_and_errors, ItemError};
 use crate::batch;
 use crate::decode::DEFAULT_MAX_PIXELS;
 use crate::localise;
 use crate::pipeline::{self, ItemInfo, Localiser};
 use crate::preprocess::Params;
-use crate::py_image::{pixels, to_pyerr, ItemError};
 
 fn margin_arg(margin: f64) -> PyResult<f64> {
     if !(0.0..=1.0).contains(&margin) {
@@ -23,7 +24,7 @@ fn margin_arg(margin: f64) -> PyResult<f64> {
 }
 
 fn params(size: i64, clip_limit: f64, tile_grid: (i64, i64)) -> PyResult<Params> {
-    crate::py_image::params(size, clip_limit, tile_grid)
+    super::args::params(size, clip_limit, tile_grid)
 }
 
 fn localisation_dict<'py>(
@@ -49,7 +50,7 @@ fn localisation_dict<'py>(
 /// many containers the hand was found inside).
 #[pyfunction]
 #[pyo3(signature = (img, margin=0.05))]
-fn localise_hand<'py>(
+pub(super) fn localise_hand<'py>(
     py: Python<'py>,
     img: &Bound<'py, PyAny>,
     margin: f64,
@@ -57,9 +58,7 @@ fn localise_hand<'py>(
     let margin = margin_arg(margin)?;
     let px = pixels(img, "img")?;
     let view = px.view();
-    let loc = py
-        .allow_threads(|| localise::localise(&view, margin))
-        .map_err(to_pyerr)?;
+    let loc = py.allow_threads(|| localise::localise(&view, margin))?;
     localisation_dict(py, &loc)
 }
 
@@ -82,9 +81,9 @@ fn info_dict<'py>(py: Python<'py>, info: &ItemInfo) -> PyResult<Bound<'py, PyDic
 /// (N, size, size) images, one info dict per item (None where it failed; keys `width`,
 /// `height`, `box`, `localiser`, `native`) and the errors as (index, label, reason).
 #[pyfunction]
-#[pyo3(signature = (datas, labels=None, localiser="native", size=256, clip_limit=2.0, tile_grid=(8, 8), margin=0.05, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[pyo3(signature = (datas, labels=None, localiser="native", size=256, clip_limit=2.0, tile_grid=(8, 8), margin=0.05, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64, *, allow_truncated=false))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
-fn process_encoded<'py>(
+pub(super) fn process_encoded<'py>(
     py: Python<'py>,
     datas: Vec<Bound<'py, PyBytes>>,
     labels: Option<Vec<String>>,
@@ -95,29 +94,28 @@ fn process_encoded<'py>(
     margin: f64,
     threads: Option<i64>,
     max_pixels: i64,
+    allow_truncated: bool,
 ) -> PyResult<(
     Bound<'py, PyArray3<u8>>,
     Vec<Option<Bound<'py, PyDict>>>,
     Vec<ItemError>,
 )> {
-    let mode: Localiser = localiser.parse().map_err(to_pyerr)?;
+    let mode: Localiser = localiser.parse()?;
     let p = params(size, clip_limit, tile_grid)?;
     let margin = margin_arg(margin)?;
-    let threads = crate::py_image::threads_arg(threads)?;
-    let limit = crate::py_image::max_pixels_arg(max_pixels)?;
+    let threads = threads_arg(threads)?;
+    let limit = decode_opts(max_pixels, allow_truncated)?;
     if let Some(l) = &labels {
         if l.len() != datas.len() {
             return Err(PyValueError::new_err("labels must have one entry per item"));
         }
     }
     let slices: Vec<&[u8]> = datas.iter().map(|b| b.as_bytes()).collect();
-    let results = py
-        .allow_threads(|| {
-            batch::with_threads(threads, || {
-                pipeline::process_many(&slices, mode, &p, margin, limit)
-            })
+    let results = py.allow_threads(|| {
+        batch::with_threads(threads, || {
+            pipeline::process_many(&slices, mode, &p, margin, limit)
         })
-        .map_err(to_pyerr)?;
+    })?;
     let n = results.len();
     let plane = p.size * p.size;
     let mut data = vec![0u8; n * plane];
@@ -145,26 +143,19 @@ fn process_encoded<'py>(
 
 /// Decodes many encoded images in parallel: (images or None, errors).
 #[pyfunction]
-#[pyo3(signature = (datas, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64))]
+#[pyo3(signature = (datas, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64, *, allow_truncated=false))]
 #[allow(clippy::type_complexity)]
-fn decode_many<'py>(
+pub(super) fn decode_many<'py>(
     py: Python<'py>,
     datas: Vec<Bound<'py, PyBytes>>,
     threads: Option<i64>,
     max_pixels: i64,
+    allow_truncated: bool,
 ) -> PyResult<(Vec<Option<Bound<'py, PyArray2<u8>>>>, Vec<ItemError>)> {
-    let threads = crate::py_image::threads_arg(threads)?;
-    let limit = crate::py_image::max_pixels_arg(max_pixels)?;
+    let threads = threads_arg(threads)?;
+    let limit = decode_opts(max_pixels, allow_truncated)?;
     let slices: Vec<&[u8]> = datas.iter().map(|b| b.as_bytes()).collect();
     let results = py
-        .allow_threads(|| batch::with_threads(threads, || pipeline::decode_many(&slices, limit)))
-        .map_err(to_pyerr)?;
-    crate::py_image::images_and_errors(py, results, |i| format!("item {i}"))
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(localise_hand, m)?)?;
-    m.add_function(wrap_pyfunction!(process_encoded, m)?)?;
-    m.add_function(wrap_pyfunction!(decode_many, m)?)?;
-    Ok(())
+        .allow_threads(|| batch::with_threads(threads, || pipeline::decode_many(&slices, limit)))?;
+    images_and_errors(py, results, |i| format!("item {i}"))
 }

@@ -15,7 +15,7 @@ use numpy::{
     PyArray1, PyArray2, PyArray3, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray,
     PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
@@ -25,16 +25,8 @@ use crate::augment;
 use crate::error::Error;
 use crate::tfrecord::{
     self, Compression, Example, Feature, FileExample, FileRecord, MultiReader, ShardSummary,
+    RESERVED_KEYS,
 };
-
-pyo3::create_exception!(
-    boneage._native,
-    CorruptRecordError,
-    PyOSError,
-    "A corrupt or truncated TFRecord record (or one that is not a tf.train.Example).\n\n\
-     `path` is the file and `offset` the byte offset of the record's start (in the \
-     decompressed stream for a GZIP file)."
-);
 
 /// Records (and at most this many bytes) read per release of the GIL.
 const CHUNK_RECORDS: usize = 64;
@@ -43,46 +35,6 @@ const CHUNK_BYTES: usize = 8 << 20;
 /// Pixel bytes of a write_batch copied, then encoded and written, per release of the GIL (at
 /// least one image): small enough that the pixels are still in cache when they are encoded.
 const BATCH_CHUNK_BYTES: usize = 512 << 10;
-
-/// Keys the writer sets itself; `**extra` may not use them.
-const RESERVED: [&str; 6] = ["image", "height", "width", "id", "male", "age"];
-
-fn to_pyerr(py: Python<'_>, e: Error) -> PyErr {
-    match e {
-        Error::Value(msg) => PyValueError::new_err(msg),
-        Error::Io { path, source } => {
-            let name = path.display().to_string();
-            if let Some(errno) = source.raw_os_error() {
-                let strerror = py
-                    .import("os")
-                    .and_then(|os| os.call_method1("strerror", (errno,)))
-                    .and_then(|s| s.extract::<String>())
-                    .unwrap_or_else(|_| source.to_string());
-                // OSError(errno, strerror, filename) picks the subclass (PermissionError, ...).
-                PyOSError::new_err((errno, strerror, name))
-            } else {
-                PyOSError::new_err(format!("{name}: {source}"))
-            }
-        }
-        Error::Decode { .. } => PyOSError::new_err(e.to_string()),
-        Error::Record {
-            path,
-            offset,
-            reason,
-        } => {
-            let name = path.display().to_string();
-            let err = CorruptRecordError::new_err(format!("{name}: {reason}"));
-            let value = err.value(py);
-            // Setting attributes on a fresh OSError instance cannot fail in practice; if it
-            // did, the message still carries both.
-            // `path`, not OSError's `filename`: setting that would rewrite str(err) as
-            // "[Errno None] None: 'path'" and hide the reason.
-            let _ = value.setattr("path", name);
-            let _ = value.setattr("offset", offset);
-            err
-        }
-    }
-}
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
@@ -359,9 +311,9 @@ fn check_extra_key(key: &str) -> PyResult<()> {
     if key.is_empty() {
         return Err(value_err("extra feature names must not be empty"));
     }
-    if RESERVED.contains(&key) {
+    if RESERVED_KEYS.contains(&key) {
         return Err(value_err(format!(
-            "extra feature name {key:?} is reserved (the writer sets {RESERVED:?} itself)"
+            "extra feature name {key:?} is reserved (the writer sets {RESERVED_KEYS:?} itself)"
         )));
     }
     Ok(())
@@ -645,11 +597,9 @@ impl ShardWriter {
             ),
         };
         let n = num_shards as usize;
-        let mut writer = py
-            .allow_threads(|| {
-                tfrecord::ShardWriter::create(&directory, &split, n, compression, only.as_deref())
-            })
-            .map_err(|e| to_pyerr(py, e))?;
+        let mut writer = py.allow_threads(|| {
+            tfrecord::ShardWriter::create(&directory, &split, n, compression, only.as_deref())
+        })?;
         writer.set_fsync(fsync);
         let paths = writer.paths();
         Ok(ShardWriter {
@@ -675,14 +625,13 @@ impl ShardWriter {
         extra: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<usize> {
         if !matches!(*read_state(&self.state), State::Open(_)) {
-            return Err(to_pyerr(py, closed_err(&read_state(&self.state))));
+            return Err(closed_err(&read_state(&self.state)).into());
         }
         let (id, example) = one_case(image, id, male, age, extra)?;
-        py.allow_threads(|| match &*read_state(&self.state) {
+        Ok(py.allow_threads(|| match &*read_state(&self.state) {
             State::Open(w) => w.write_example(&id, &example),
             other => Err(closed_err(other)),
-        })
-        .map_err(|e| to_pyerr(py, e))
+        })?)
     }
 
     /// Adds many cases (encoded in parallel); returns the shard index of each.
@@ -697,7 +646,7 @@ impl ShardWriter {
         extras: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<usize>> {
         if !matches!(*read_state(&self.state), State::Open(_)) {
-            return Err(to_pyerr(py, closed_err(&read_state(&self.state))));
+            return Err(closed_err(&read_state(&self.state)).into());
         }
         let images = BatchImages::new(images)?;
         let n = images.len();
@@ -728,8 +677,7 @@ impl ShardWriter {
         py.allow_threads(|| match &*read_state(&self.state) {
             State::Open(w) => w.check_ids(metas.iter().map(|m| m.0.as_str())),
             other => Err(closed_err(other)),
-        })
-        .map_err(|e| to_pyerr(py, e))?;
+        })?;
         // Then pixels are copied a chunk at a time into one reused buffer (bounded memory, no
         // fresh pages per image) and each chunk is encoded and written without the GIL.
         let mut shards = Vec::with_capacity(n);
@@ -749,19 +697,17 @@ impl ShardWriter {
                     (id, ex)
                 })
                 .collect();
-            let done = py
-                .allow_threads(|| {
-                    let items: Vec<(String, Example, &[u8])> = examples
-                        .into_iter()
-                        .zip(&spans)
-                        .map(|((id, ex), (_, span))| (id, ex, &pixels[span.clone()]))
-                        .collect();
-                    match &*read_state(&self.state) {
-                        State::Open(w) => w.write_batch_with("image", &items),
-                        other => Err(closed_err(other)),
-                    }
-                })
-                .map_err(|e| to_pyerr(py, e))?;
+            let done = py.allow_threads(|| {
+                let items: Vec<(String, Example, &[u8])> = examples
+                    .into_iter()
+                    .zip(&spans)
+                    .map(|((id, ex), (_, span))| (id, ex, &pixels[span.clone()]))
+                    .collect();
+                match &*read_state(&self.state) {
+                    State::Open(w) => w.write_batch_with("image", &items),
+                    other => Err(closed_err(other)),
+                }
+            })?;
             shards.extend(done);
         }
         *self.pixels.lock().unwrap_or_else(|e| e.into_inner()) = pixels;
@@ -797,7 +743,7 @@ impl ShardWriter {
                 }
             }
         });
-        let shards = result.map_err(|e| to_pyerr(py, e))?;
+        let shards = result?;
         self.summary_dict(py, &shards)
     }
 
@@ -1137,9 +1083,7 @@ reader_methods!(RecordReader, {
         let this = &mut *slf;
         if this.ready.is_empty() {
             let inner = &mut this.inner;
-            let chunk = py
-                .allow_threads(|| inner.next_chunk(CHUNK_RECORDS, CHUNK_BYTES))
-                .map_err(|e| to_pyerr(py, e))?;
+            let chunk = py.allow_threads(|| inner.next_chunk(CHUNK_RECORDS, CHUNK_BYTES))?;
             this.ready.extend(chunk);
         }
         Ok(this
@@ -1164,9 +1108,8 @@ reader_methods!(ExampleReader, {
         let this = &mut *slf;
         if this.ready.is_empty() {
             let inner = &mut this.inner;
-            let chunk = py
-                .allow_threads(|| inner.next_example_chunk(CHUNK_RECORDS, CHUNK_BYTES))
-                .map_err(|e| to_pyerr(py, e))?;
+            let chunk =
+                py.allow_threads(|| inner.next_example_chunk(CHUNK_RECORDS, CHUNK_BYTES))?;
             this.ready.extend(chunk);
         }
         match this.ready.pop_front() {
@@ -1179,15 +1122,13 @@ reader_methods!(ExampleReader, {
 /// Iterates over the raw records of one or more TFRecord files (plain or GZIP).
 #[pyfunction]
 #[pyo3(signature = (paths, *, skip_corrupt=false))]
-fn read_records(
+pub(super) fn read_records(
     py: Python<'_>,
     paths: &Bound<'_, PyAny>,
     skip_corrupt: bool,
 ) -> PyResult<RecordReader> {
     let paths = paths_arg(paths)?;
-    let inner = py
-        .allow_threads(|| MultiReader::new(paths, skip_corrupt))
-        .map_err(|e| to_pyerr(py, e))?;
+    let inner = py.allow_threads(|| MultiReader::new(paths, skip_corrupt))?;
     Ok(RecordReader {
         inner,
         ready: VecDeque::new(),
@@ -1197,15 +1138,13 @@ fn read_records(
 /// Iterates over the tf.train.Example records of one or more TFRecord files as dicts.
 #[pyfunction]
 #[pyo3(signature = (paths, *, skip_corrupt=false))]
-fn read_examples(
+pub(super) fn read_examples(
     py: Python<'_>,
     paths: &Bound<'_, PyAny>,
     skip_corrupt: bool,
 ) -> PyResult<ExampleReader> {
     let paths = paths_arg(paths)?;
-    let inner = py
-        .allow_threads(|| MultiReader::new(paths, skip_corrupt))
-        .map_err(|e| to_pyerr(py, e))?;
+    let inner = py.allow_threads(|| MultiReader::new(paths, skip_corrupt))?;
     Ok(ExampleReader {
         inner,
         ready: VecDeque::new(),
@@ -1214,21 +1153,20 @@ fn read_examples(
 
 /// Number of records in one or more TFRecord files (plain files are walked header to header).
 #[pyfunction]
-fn count_records(py: Python<'_>, paths: &Bound<'_, PyAny>) -> PyResult<u64> {
+pub(super) fn count_records(py: Python<'_>, paths: &Bound<'_, PyAny>) -> PyResult<u64> {
     let paths = paths_arg(paths)?;
-    py.allow_threads(|| {
+    Ok(py.allow_threads(|| {
         paths
             .iter()
             .map(|p| tfrecord::count_records(p))
             .sum::<crate::error::Result<u64>>()
-    })
-    .map_err(|e| to_pyerr(py, e))
+    })?)
 }
 
 /// The serialised tf.train.Example that ShardWriter.write would store for these arguments.
 #[pyfunction]
 #[pyo3(signature = (image, id, male=None, age=None, **extra))]
-fn encode_example<'py>(
+pub(super) fn encode_example<'py>(
     py: Python<'py>,
     image: &Bound<'py, PyAny>,
     id: &Bound<'py, PyAny>,
@@ -1243,7 +1181,7 @@ fn encode_example<'py>(
 
 /// Decodes a serialised tf.train.Example into the dict read_examples yields.
 #[pyfunction]
-fn decode_example<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
+pub(super) fn decode_example<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDict>> {
     let example = py
         .allow_threads(|| Example::decode(data))
         .map_err(|reason| value_err(format!("not a valid tf.train.Example: {reason}")))?;
@@ -1254,7 +1192,7 @@ fn decode_example<'py>(py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyDi
 /// contrast about each image's mean, brightness, clipping. Returns float32 (n, h, w).
 #[pyfunction]
 #[pyo3(signature = (images, affine, contrast=None, brightness=None))]
-fn augment_images<'py>(
+pub(super) fn augment_images<'py>(
     py: Python<'py>,
     images: &Bound<'py, PyAny>,
     affine: Vec<[f32; 6]>,
@@ -1302,15 +1240,67 @@ fn augment_images<'py>(
     if n == 0 {
         return PyArray1::from_vec(py, Vec::<f32>::new()).reshape([0, h, w]);
     }
-    let out = py
-        .allow_threads(|| augment::augment_batch(&pixels, n, h, w, &params))
-        .map_err(|e| to_pyerr(py, e))?;
+    let out = py.allow_threads(|| augment::augment_batch(&pixels, n, h, w, &params))?;
     PyArray1::from_vec(py, out).reshape([n, h, w])
+}
+
+/// The file name of shard `index` of `num_shards` for `split`: what ShardWriter writes.
+#[pyfunction]
+#[pyo3(signature = (split, index, num_shards, compression=None))]
+pub(super) fn shard_name(
+    split: &str,
+    index: i64,
+    num_shards: i64,
+    compression: Option<&str>,
+) -> PyResult<String> {
+    tfrecord::check_split(split)?;
+    let n = num_shards_arg(num_shards)?;
+    let i = usize::try_from(index)
+        .ok()
+        .filter(|&i| i < n)
+        .ok_or_else(|| {
+            value_err(format!(
+                "shard index {index} out of range for num_shards={n}"
+            ))
+        })?;
+    let compression = parse_compression(compression, None)?;
+    Ok(tfrecord::shard_file_name(split, i, n, compression))
+}
+
+/// `(split, index, num_shards, gzip)` of a shard file name (a bare name, not a path), or None
+/// when the name is not one ShardWriter writes.
+#[pyfunction]
+pub(super) fn parse_shard_name(name: &str) -> Option<(String, usize, usize, bool)> {
+    tfrecord::parse_shard_file_name(name)
+        .map(|s| (s.split.to_owned(), s.index, s.num_shards, s.gzip))
+}
+
+/// A glob pattern for the shard files of `split` (every split by default).
+#[pyfunction]
+#[pyo3(signature = (split="*"))]
+pub(super) fn shard_glob(split: &str) -> String {
+    tfrecord::shard_glob(split)
+}
+
+/// Whether a TFRecord file is GZIP-compressed, judged by content as the readers judge it.
+#[pyfunction]
+pub(super) fn is_gzip_file(py: Python<'_>, path: PathBuf) -> PyResult<bool> {
+    Ok(py.allow_threads(|| tfrecord::is_gzip_file(&path))?)
+}
+
+fn num_shards_arg(num_shards: i64) -> PyResult<usize> {
+    if !(1..=tfrecord::MAX_SHARDS as i64).contains(&num_shards) {
+        return Err(value_err(format!(
+            "num_shards must be between 1 and {}, got {num_shards}",
+            tfrecord::MAX_SHARDS
+        )));
+    }
+    Ok(num_shards as usize)
 }
 
 /// The shard a case id goes to: FNV-1a 64 of its UTF-8 bytes, modulo num_shards.
 #[pyfunction]
-fn shard_index(id: &Bound<'_, PyAny>, num_shards: i64) -> PyResult<usize> {
+pub(super) fn shard_index(id: &Bound<'_, PyAny>, num_shards: i64) -> PyResult<usize> {
     if !(1..=tfrecord::MAX_SHARDS as i64).contains(&num_shards) {
         return Err(value_err(format!(
             "num_shards must be between 1 and {}, got {num_shards}",
@@ -1318,22 +1308,4 @@ fn shard_index(id: &Bound<'_, PyAny>, num_shards: i64) -> PyResult<usize> {
         )));
     }
     Ok(tfrecord::shard_index(&case_id(id)?, num_shards as usize))
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<ShardWriter>()?;
-    m.add_class::<RecordReader>()?;
-    m.add_class::<ExampleReader>()?;
-    m.add(
-        "CorruptRecordError",
-        m.py().get_type::<CorruptRecordError>(),
-    )?;
-    m.add_function(wrap_pyfunction!(read_records, m)?)?;
-    m.add_function(wrap_pyfunction!(read_examples, m)?)?;
-    m.add_function(wrap_pyfunction!(encode_example, m)?)?;
-    m.add_function(wrap_pyfunction!(decode_example, m)?)?;
-    m.add_function(wrap_pyfunction!(shard_index, m)?)?;
-    m.add_function(wrap_pyfunction!(count_records, m)?)?;
-    m.add_function(wrap_pyfunction!(augment_images, m)?)?;
-    Ok(())
 }

@@ -1,0 +1,73 @@
+//! The Python bindings: `boneage._native`. The core modules know nothing of Python; this
+//! module is the one place that does, and [`_native`] below lists the whole Python surface,
+//! every exported name once.
+//!
+//! - [`errors`]: the one `From<crate::error::Error> for PyErr`; [`args`]: argument helpers.
+//! - [`image`]: decoding, CLAHE, resizing, preprocessing (single and batch).
+//! - [`pipeline`]: the hand localiser and the fused bulk-job call.
+//! - [`tfrecord`]: shard writing and reading, Example coding, batch augmentation.
+
+mod args;
+mod errors;
+mod image;
+mod pipeline;
+mod tfrecord;
+
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::decode::DEFAULT_MAX_PIXELS;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    // Version: one owner, Cargo.toml.
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+
+    // Constants.
+    m.add("DEFAULT_MAX_PIXELS", DEFAULT_MAX_PIXELS)?;
+    m.add(
+        "RESERVED_KEYS",
+        PyTuple::new(py, crate::tfrecord::RESERVED_KEYS)?,
+    )?;
+
+    // Exceptions.
+    m.add(
+        "CorruptRecordError",
+        py.get_type::<errors::CorruptRecordError>(),
+    )?;
+
+    // Images.
+    m.add_function(wrap_pyfunction!(image::clahe, m)?)?;
+    m.add_function(wrap_pyfunction!(image::pad_to_square, m)?)?;
+    m.add_function(wrap_pyfunction!(image::resize_area, m)?)?;
+    m.add_function(wrap_pyfunction!(image::resize_linear, m)?)?;
+    m.add_function(wrap_pyfunction!(image::decode_gray, m)?)?;
+    m.add_function(wrap_pyfunction!(image::read_gray, m)?)?;
+    m.add_function(wrap_pyfunction!(image::preprocess, m)?)?;
+    m.add_function(wrap_pyfunction!(image::preprocess_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(image::preprocess_files, m)?)?;
+    m.add_function(wrap_pyfunction!(image::read_gray_files, m)?)?;
+
+    // Localiser and the bulk job's fused call.
+    m.add_function(wrap_pyfunction!(pipeline::localise_hand, m)?)?;
+    m.add_function(wrap_pyfunction!(pipeline::process_encoded, m)?)?;
+    m.add_function(wrap_pyfunction!(pipeline::decode_many, m)?)?;
+
+    // TFRecord shards, Examples, augmentation.
+    m.add_class::<tfrecord::ShardWriter>()?;
+    m.add_class::<tfrecord::RecordReader>()?;
+    m.add_class::<tfrecord::ExampleReader>()?;
+    m.add_function(wrap_pyfunction!(tfrecord::read_records, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::read_examples, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::count_records, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::encode_example, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::decode_example, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::shard_index, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::shard_name, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::parse_shard_name, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::shard_glob, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::is_gzip_file, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::augment_images, m)?)?;
+    Ok(())
+}
