@@ -7,8 +7,8 @@ mutations reach past the checksums) and fed to:
 - ``decode``: ``_native.decode_gray`` (PNG and JPEG seeds), strict and ``allow_truncated``;
 - ``records``: ``_native.read_examples`` and ``count_records`` on a TFRecord file;
 - ``example``: ``_native.decode_example`` on a record's payload;
-- ``labels``: ``boneage.labels.read_labels`` on a CSV file;
-- ``archive``: ``boneage.sources.iter_items`` on a zip / tar.gz, reading every member.
+- ``labels``: ``boneage.ingest.labels.read_labels`` on a CSV file;
+- ``archive``: ``boneage.ingest.sources.iter_items`` on a zip / tar.gz, reading every member.
 
 A worker process runs the targets in a loop; the parent watches it. A **crash** is the worker
 dying (abort, segfault, any signal), a **hang** is no progress for ``--hang-seconds``, and an
@@ -167,7 +167,8 @@ class Targets:
     """Runs one input against one target; raises only what is outside the target's contract."""
 
     def __init__(self, workdir: Path) -> None:
-        from boneage import _native, labels, sources
+        from boneage import _native
+        from boneage.ingest import labels, sources
 
         self.native, self.labels, self.sources = _native, labels, sources
         self.dir = workdir

@@ -1,6 +1,6 @@
 //! Training-time augmentation of 8-bit images, fused into one pass per pixel: an affine warp
 //! (bilinear, zeros outside), scaling to [0, 1], contrast about the image mean, brightness, and
-//! clipping. Pure Rust; `boneage.data` and `boneage.pydataset` draw the random parameters.
+//! clipping. Pure Rust; `boneage.shards.augment` draws the random parameters.
 //!
 //! The warp maps each *output* pixel `(x, y)` to the input point
 //! `(a0 x + a1 y + a2, b0 x + b1 y + b2)` and interpolates there; pixel centres are at integer

@@ -28,7 +28,7 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-RESERVED = {"image", "height", "width", "id", "male", "age"}
+RESERVED = set(native.RESERVED_KEYS)
 
 
 # ------------------------------------------------------------------------------------------

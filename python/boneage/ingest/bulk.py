@@ -355,7 +355,7 @@ class Job:
             )  # fmt: skip
             out: list[Any] = [(imgs[i], infos[i]) for i in range(len(datas))]
             for i, _, reason in errors:
-                out[i] = _clean(reason)
+                out[i] = reason
             return out
         decoded = self.decode(datas)
         good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
@@ -374,7 +374,7 @@ class Job:
             )
             pre: list[Any] = list(batch)
             for i, _, reason in errors:
-                pre[i] = _clean(reason)
+                pre[i] = reason
         else:
             from boneage.ingest import reference
 
@@ -409,7 +409,7 @@ class Job:
 
                     pre = reference.squash(img, self.pp)
             except ValueError as e:
-                out[i] = _clean(str(e))
+                out[i] = str(e)
                 continue
             out[i] = (pre, {"box": (0, 0, w, h), "localiser": "none", "width": w, "height": h})
         return out
@@ -419,7 +419,7 @@ class Job:
             images, errors = native.decode_many([bytes(d) for d in datas], None, self.o.max_pixels)
             out: list[Any] = list(images)
             for i, _, reason in errors:
-                out[i] = _clean(reason)
+                out[i] = reason
             return out
         from boneage.ingest import reference
 
@@ -464,7 +464,7 @@ class Job:
         }  # fmt: skip
         try:
             for part in parts:
-                tfr = sorted(self.work.glob(part.stem + "-*.tfrecord*"))
+                tfr = sorted(self.work.glob(native.shard_glob(part.stem)))
                 for ex in native.read_examples([str(t) for t in tfr]):
                     rewrite(writers[ex["split"]], ex)
         finally:
@@ -566,14 +566,10 @@ def _write_json(path: Path, value: Any) -> None:
     tmp.replace(path)
 
 
-def _clean(reason: str) -> str:
-    return reason.replace("<bytes>: ", "")
-
-
 def _remove_stale_shards(out: Path, written: dict[str, Any]) -> None:
     """Drops shard files an earlier run left here that this run did not rewrite."""
     keep = {Path(s["path"]).name for summary in written.values() for s in summary["shards"]}
-    for path in out.glob("*-of-*.tfrecord*"):
+    for path in out.glob(native.shard_glob()):
         if path.name not in keep:
             path.unlink()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import os
-import re
 from collections.abc import Sequence
 
 from boneage import _native
@@ -19,35 +18,8 @@ __all__ = ["ShardSource", "count_examples", "find_shards", "is_gzip_file"]
 ShardSource = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 """A shard directory, a glob pattern, a single file or a list of files."""
 
-_SHARD_RE = r"^{split}-(\d{{5}})-of-(\d{{5}})\.tfrecord(\.gz)?$"
-
-
-def is_gzip_file(path: str | os.PathLike[str]) -> bool:
-    """Whether a TFRecord file is GZIP-compressed, judged by content as the native reader does.
-
-    Gzip magic ``1f 8b`` unless the first 12 bytes also form a valid record header.
-    """
-    with open(path, "rb") as f:
-        head = f.read(12)
-    if head[:2] != b"\x1f\x8b":
-        return False
-    if len(head) == 12:
-        import struct
-
-        # A plain file whose first record is 0x..8b1f bytes long starts with the same bytes.
-        stored = struct.unpack("<I", head[8:12])[0]
-        return _masked_crc32c(head[:8]) != stored
-    return True
-
-
-def _masked_crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 & -(crc & 1))
-    crc ^= 0xFFFFFFFF
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+is_gzip_file = _native.is_gzip_file
+"""Whether a TFRecord file is GZIP-compressed, judged by content (the native reader's rule)."""
 
 
 def find_shards(pattern_or_dir: ShardSource, split: str) -> list[str]:
@@ -71,12 +43,11 @@ def find_shards(pattern_or_dir: ShardSource, split: str) -> list[str]:
         return files
     path = os.fspath(pattern_or_dir)  # type: ignore[arg-type]
     if os.path.isdir(path):
-        regex = re.compile(_SHARD_RE.format(split=re.escape(split)))
         found: dict[int, dict[int, list[str]]] = {}
         for name in os.listdir(path):
-            m = regex.match(name)
-            if m:
-                index, total = int(m.group(1)), int(m.group(2))
+            parsed = _native.parse_shard_name(name)  # the writer's own naming rule
+            if parsed is not None and parsed[0] == split:
+                _, index, total, _gzip = parsed
                 found.setdefault(total, {}).setdefault(index, []).append(name)
         if not found:
             raise FileNotFoundError(
