@@ -7,9 +7,12 @@ use rayon::prelude::*;
 
 use crate::decode::{decode_gray, DecodeOptions};
 use crate::error::{Error, Result};
-use crate::image::Gray;
+use crate::image::{Gray, GrayView};
 use crate::localise::{localise, Localisation};
 use crate::preprocess::{preprocess, Box4, Params};
+
+/// The paper's margin around the hand: 5 % of the image height on every side of the box.
+pub const HAND_MARGIN: f64 = 0.05;
 
 /// Which box to crop with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,20 +47,19 @@ pub struct ItemInfo {
     pub localisation: Option<Localisation>,
 }
 
-pub fn process_one(
-    data: &[u8],
+/// The crop rule, written once: the localiser's box when it is plausible, else the whole
+/// image (`used` says which). The bulk job's fused call and Python's `hands.choose` (which
+/// adds MediaPipe on top) both go through it.
+pub fn choose_box(
+    view: &GrayView<'_>,
     mode: Localiser,
-    p: &Params,
     margin: f64,
-    opts: DecodeOptions,
-) -> Result<(Gray, ItemInfo)> {
-    let img = decode_gray(data, opts)?;
-    let view = img.view();
-    let whole: Box4 = (0, 0, img.width as i64, img.height as i64);
-    let (bbox, used, localisation) = match mode {
+) -> Result<(Box4, &'static str, Option<Localisation>)> {
+    let whole: Box4 = (0, 0, view.width as i64, view.height as i64);
+    Ok(match mode {
         Localiser::None => (whole, "none", None),
         Localiser::Native => {
-            let loc = localise(&view, margin)?;
+            let loc = localise(view, margin)?;
             if loc.plausible {
                 let (x0, y0, x1, y1) = loc.bbox;
                 (
@@ -69,7 +71,19 @@ pub fn process_one(
                 (whole, "none", Some(loc))
             }
         }
-    };
+    })
+}
+
+pub fn process_one(
+    data: &[u8],
+    mode: Localiser,
+    p: &Params,
+    margin: f64,
+    opts: DecodeOptions,
+) -> Result<(Gray, ItemInfo)> {
+    let img = decode_gray(data, opts)?;
+    let view = img.view();
+    let (bbox, used, localisation) = choose_box(&view, mode, margin)?;
     let out = preprocess(&view, Some(bbox), p)?;
     Ok((
         out,

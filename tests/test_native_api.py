@@ -447,3 +447,23 @@ def test_truncated_real_radiograph_is_an_error_naming_file_and_reason(tmp_path, 
         assert got.shape == whole.shape
         assert 0.3 < np.mean(got == whole) < 1.0
         assert native.read_gray(path, allow_truncated=True).shape == got.shape
+
+
+def test_choose_crop_is_the_bulk_jobs_rule():
+    """The crop rule exists once: choose_crop on a decoded film gives the box and the
+    localiser name that the fused bulk call reports for the same bytes, and hands.choose
+    (Python, MediaPipe off) gives the same box."""
+    from boneage.ingest import hands
+
+    data = _real(".png").read_bytes()
+    img = native.decode_gray(data)
+    chosen = native.choose_crop(img)
+    _out, infos, errors = native.process_encoded([data], localiser="native", size=64)
+    assert not errors
+    assert tuple(chosen["box"]) == tuple(infos[0]["box"])
+    assert chosen["localiser"] == infos[0]["localiser"]
+    assert tuple(hands.choose(img, "native").box) == tuple(chosen["box"])
+    whole = native.choose_crop(img, "none")
+    assert whole["box"] == (0, 0, img.shape[1], img.shape[0]) and whole["native"] is None
+    with pytest.raises(ValueError, match="MediaPipe runs in Python"):
+        native.choose_crop(img, "auto")

@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "HAND_MARGIN",
     "RESERVED_KEYS",
     "CorruptRecordError",
     "ExampleReader",
@@ -36,6 +37,7 @@ __all__ = [
     "ShardWriter",
     "__version__",
     "augment_images",
+    "choose_crop",
     "clahe",
     "count_records",
     "decode_example",
@@ -70,6 +72,8 @@ _ItemError = tuple[int, str, str]
 
 __version__: str
 DEFAULT_MAX_PIXELS: int
+HAND_MARGIN: float
+"""The paper's margin around the hand: 5 % of the image height on every side of the box."""
 """Decoders refuse images with more pixels than this (decompression-bomb guard): 100 MP."""
 
 def clahe(img: _Image, clip_limit: float = 2.0, tile_grid: tuple[int, int] = ...) -> _Image:
@@ -163,12 +167,20 @@ def read_gray_files(
 ) -> tuple[list[_Image | None], list[_ItemError]]:
     """Decodes many files in parallel; ``None`` where a file failed (see the errors)."""
 
-def localise_hand(img: _Image, margin: float = 0.05) -> dict[str, Any]:
+def localise_hand(img: _Image, margin: float = ...) -> dict[str, Any]:
     """The radiograph hand localiser (no OpenCV equivalent).
 
     Returns ``box`` (x0, y0, x1, y1; end-exclusive, margin included), ``plausible`` (use the
     box only when true), ``area_fraction``, ``inverted``, ``threshold`` and ``depth`` (how many
     containers, such as a lit cassette or a collimated field, the hand was found inside).
+    """
+
+def choose_crop(img: _Image, localiser: str = "native", margin: float = ...) -> dict[str, Any]:
+    """The crop rule of the bulk job, in one place: the localiser's box when it is plausible,
+    else the whole image.
+
+    Returns ``box`` (x0, y0, x1, y1), ``localiser`` (``"native"`` or ``"none"``, the one used)
+    and ``native`` (the :func:`localise_hand` dict, or None for ``localiser="none"``).
     """
 
 def process_encoded(
@@ -178,7 +190,7 @@ def process_encoded(
     size: int = 256,
     clip_limit: float = 2.0,
     tile_grid: tuple[int, int] = ...,
-    margin: float = 0.05,
+    margin: float = ...,
     threads: int | None = None,
     max_pixels: int = ...,
     *,

@@ -26,6 +26,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     // Constants.
     m.add("DEFAULT_MAX_PIXELS", DEFAULT_MAX_PIXELS)?;
+    m.add("HAND_MARGIN", crate::pipeline::HAND_MARGIN)?;
     m.add(
         "RESERVED_KEYS",
         PyTuple::new(py, crate::tfrecord::RESERVED_KEYS)?,
@@ -51,6 +52,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
     // Localiser and the bulk job's fused call.
     m.add_function(wrap_pyfunction!(pipeline::localise_hand, m)?)?;
+    m.add_function(wrap_pyfunction!(pipeline::choose_crop, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::process_encoded, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::decode_many, m)?)?;
 

@@ -11,7 +11,7 @@ use super::image::{images_and_errors, ItemError};
 use crate::batch;
 use crate::decode::DEFAULT_MAX_PIXELS;
 use crate::localise;
-use crate::pipeline::{self, ItemInfo, Localiser};
+use crate::pipeline::{self, ItemInfo, Localiser, HAND_MARGIN};
 use crate::preprocess::Params;
 
 fn margin_arg(margin: f64) -> PyResult<f64> {
@@ -49,7 +49,7 @@ fn localisation_dict<'py>(
 /// (use the box only when true), `area_fraction`, `inverted`, `threshold` and `depth` (how
 /// many containers the hand was found inside).
 #[pyfunction]
-#[pyo3(signature = (img, margin=0.05))]
+#[pyo3(signature = (img, margin=HAND_MARGIN))]
 pub(super) fn localise_hand<'py>(
     py: Python<'py>,
     img: &Bound<'py, PyAny>,
@@ -60,6 +60,33 @@ pub(super) fn localise_hand<'py>(
     let view = px.view();
     let loc = py.allow_threads(|| localise::localise(&view, margin))?;
     localisation_dict(py, &loc)
+}
+
+/// The crop box for one decoded image by the rule the bulk job applies: the localiser's box
+/// when it is plausible, else the whole image. Returns a dict with `box` (x0, y0, x1, y1),
+/// `localiser` (`"native"` or `"none"`, the one used) and `native` (the localisation, or None
+/// when `localiser="none"`).
+#[pyfunction]
+#[pyo3(signature = (img, localiser="native", margin=HAND_MARGIN))]
+pub(super) fn choose_crop<'py>(
+    py: Python<'py>,
+    img: &Bound<'py, PyAny>,
+    localiser: &str,
+    margin: f64,
+) -> PyResult<Bound<'py, PyDict>> {
+    let margin = margin_arg(margin)?;
+    let mode: Localiser = localiser.parse()?;
+    let px = pixels(img, "img")?;
+    let view = px.view();
+    let (bbox, used, loc) = py.allow_threads(|| pipeline::choose_box(&view, mode, margin))?;
+    let d = PyDict::new(py);
+    d.set_item("box", bbox)?;
+    d.set_item("localiser", used)?;
+    match &loc {
+        Some(loc) => d.set_item("native", localisation_dict(py, loc)?)?,
+        None => d.set_item("native", py.None())?,
+    }
+    Ok(d)
 }
 
 fn info_dict<'py>(py: Python<'py>, info: &ItemInfo) -> PyResult<Bound<'py, PyDict>> {
@@ -81,7 +108,7 @@ fn info_dict<'py>(py: Python<'py>, info: &ItemInfo) -> PyResult<Bound<'py, PyDic
 /// (N, size, size) images, one info dict per item (None where it failed; keys `width`,
 /// `height`, `box`, `localiser`, `native`) and the errors as (index, label, reason).
 #[pyfunction]
-#[pyo3(signature = (datas, labels=None, localiser="native", size=256, clip_limit=2.0, tile_grid=(8, 8), margin=0.05, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64, *, allow_truncated=false))]
+#[pyo3(signature = (datas, labels=None, localiser="native", size=256, clip_limit=2.0, tile_grid=(8, 8), margin=HAND_MARGIN, threads=None, max_pixels=DEFAULT_MAX_PIXELS as i64, *, allow_truncated=false))]
 #[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub(super) fn process_encoded<'py>(
     py: Python<'py>,

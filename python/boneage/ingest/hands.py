@@ -31,7 +31,7 @@ __all__ = ["LOCALISERS", "Box", "Found", "MediaPipeHands", "choose", "whole"]
 Box = tuple[int, int, int, int]
 LocaliserName = Literal["mediapipe", "native", "auto", "none"]
 
-MARGIN = 0.05
+MARGIN = native.HAND_MARGIN
 MEDIAPIPE_SIDE = 512
 """MediaPipe sees a copy at most this large: plenty for 21 landmarks, and fast."""
 
@@ -132,8 +132,9 @@ def choose(
         return Found(whole(img), "none")
     nat_box: Box | None = None
     if mode in ("native", "auto"):
-        nat = native.localise_hand(img, MARGIN)
-        if nat["plausible"]:
+        # The native rule (plausible box, else none) is the bulk job's own, from one place.
+        nat = native.choose_crop(img, "native", MARGIN)
+        if nat["localiser"] == "native":
             x0, y0, x1, y1 = (int(v) for v in nat["box"])
             nat_box = (x0, y0, x1, y1)
     if mode in ("mediapipe", "auto"):

@@ -14,7 +14,14 @@ import numpy as np
 
 from boneage import _native
 
-__all__ = ["Augment", "augment_batch", "augment_images", "augment_params", "inverse_affine"]
+__all__ = [
+    "Augment",
+    "AugmentSpec",
+    "augment_batch",
+    "augment_images",
+    "augment_params",
+    "inverse_affine",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +69,10 @@ class Augment:
         if isinstance(augment, dict):
             return cls(**augment)
         raise TypeError(f"augment must be a bool, an Augment or a dict, got {type(augment)!r}")
+
+
+AugmentSpec = bool | Augment | dict[str, Any] | None
+"""What the pipelines accept as ``augment``: on/off, an :class:`Augment`, or its fields."""
 
 
 def inverse_affine(

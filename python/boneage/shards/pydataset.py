@@ -16,17 +16,15 @@ Shuffling is over all examples, redone every epoch; augmentation
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Sequence
 from typing import Any
 
 import keras
 import numpy as np
 
 from boneage.shards.arrays import read_records
-from boneage.shards.augment import Augment, augment_images
-from boneage.shards.discovery import find_shards
-from boneage.shards.tfdata import resolve_options
+from boneage.shards.augment import AugmentSpec, augment_images
+from boneage.shards.discovery import ShardSource, find_shards
+from boneage.shards.tfdata import resolve_options, shard_files
 
 __all__ = ["ShardDataset"]
 
@@ -43,18 +41,19 @@ class ShardDataset(keras.utils.PyDataset):
 
     def __init__(
         self,
-        pattern_or_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        pattern_or_dir: ShardSource,
         split: str,
         batch_size: int = 64,
         image_size: int = 256,
         training: bool | None = None,
-        augment: bool | Augment | dict[str, Any] | None = None,
+        augment: AugmentSpec = None,
         *,
         labels: bool = True,
         shuffle: bool | None = None,
         drop_remainder: bool | None = None,
         seed: int | None = None,
         skip_corrupt: bool = False,
+        shard: tuple[int, int] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -73,10 +72,16 @@ class ShardDataset(keras.utils.PyDataset):
         self.augment = opts.augment
         self.shuffle = opts.shuffle
         self.drop_remainder = opts.drop_remainder
-        self.files = find_shards(pattern_or_dir, split)
+        # shard=(index, count): this worker's disjoint part, as make_dataset takes it.
+        self.files, by_record = shard_files(find_shards(pattern_or_dir, split), shard)
         self.images, self.male, self.age, self.ids = read_records(
             self.files, self.image_size, labels=labels, skip_corrupt=skip_corrupt
         )
+        if by_record:
+            part = slice(by_record[0], None, by_record[1])
+            self.images, self.male, self.age, self.ids = (
+                self.images[part], self.male[part], self.age[part], self.ids[part]
+            )  # fmt: skip
         self._seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
         self._epoch = 0
         self._rng = np.random.default_rng([self._seed, 2**32 - 1])

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from boneage import _native
-from boneage.shards.augment import Augment, augment_images
+from boneage.shards.augment import Augment, AugmentSpec, augment_images
 from boneage.shards.discovery import ShardSource, find_shards, is_gzip_file
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -90,7 +90,7 @@ def resolve_options(
     batch_size: int,
     image_size: int,
     training: bool | None,
-    augment: bool | Augment | dict[str, Any] | None,
+    augment: AugmentSpec,
     *,
     shuffle: bool | None,
     repeat: bool | None = None,
@@ -123,7 +123,7 @@ def make_dataset(
     batch_size: int = 64,
     image_size: int = 256,
     training: bool | None = None,
-    augment: bool | Augment | dict[str, Any] | None = None,
+    augment: AugmentSpec = None,
     *,
     labels: bool = True,
     cache: bool | str = True,
@@ -131,6 +131,7 @@ def make_dataset(
     repeat: bool | None = None,
     drop_remainder: bool | None = None,
     seed: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``({"image": ..., "male": ...}, age)`` batches (see the module
     docstring for shapes and dtypes).
@@ -156,6 +157,9 @@ def make_dataset(
             ``count_examples(...) // batch_size``); default ``training``.
         drop_remainder: drop a last partial batch; default ``training``.
         seed: seeds shuffling and augmentation (reproducible runs).
+        shard: ``(index, count)``: this worker's disjoint part of the data, for multi-worker
+            training (:func:`shard_files`). Auto-sharding is then switched off, so
+            ``tf.distribute`` does not split the part again.
 
     The pipeline: files interleaved in parallel -> parse + decode (``num_parallel_calls``
     AUTOTUNE) -> cache (uint8) -> shuffle -> repeat -> batch -> to float, or augment (a
@@ -180,7 +184,7 @@ def make_dataset(
     drop_remainder = opts.drop_remainder
     autotune = tf.data.AUTOTUNE
 
-    files = find_shards(pattern_or_dir, split)
+    files, by_record = shard_files(find_shards(pattern_or_dir, split), shard)
     kinds = ["GZIP" if is_gzip_file(f) else "" for f in files]
     ds = tf.data.Dataset.from_tensor_slices((files, kinds))
     ds = ds.interleave(
@@ -189,6 +193,8 @@ def make_dataset(
         num_parallel_calls=autotune,
         deterministic=not shuffle,
     )
+    if by_record:
+        ds = ds.shard(by_record[1], by_record[0])
     ds = ds.map(
         _decode_fn(int(image_size), labels),
         num_parallel_calls=autotune,
@@ -199,6 +205,8 @@ def make_dataset(
     # The record count sizes the shuffle buffer and a finite set's length; reading it costs a
     # pass over the shards, so only when one of them needs it.
     n = _native.count_records(files) if shuffle or not repeat else 0
+    if by_record:  # records index, index + count, ... of the n
+        n = max(0, -(-(n - by_record[0]) // by_record[1]))
     if shuffle:
         ds = ds.shuffle(max(n, 1), seed=seed, reshuffle_each_iteration=True)
     if repeat:
@@ -226,4 +234,31 @@ def make_dataset(
         return (inputs, age[0]) if labels else inputs
 
     ds = ds.map(to_model, num_parallel_calls=autotune, deterministic=not shuffle)
+    if shard is not None:
+        options = tf.data.Options()
+        off = tf.data.experimental.AutoShardPolicy.OFF
+        options.experimental_distribute.auto_shard_policy = off
+        ds = ds.with_options(options)
     return ds.prefetch(autotune)
+
+
+def shard_files(
+    files: list[str], shard: tuple[int, int] | None
+) -> tuple[list[str], tuple[int, int] | None]:
+    """Worker ``index`` of ``count``'s part of ``files``: (its files, record sharding or None).
+
+    With at least as many files as workers each worker reads whole files, round-robin
+    (``files[index::count]``), so no worker opens another's. With fewer, every worker reads
+    all files and keeps records ``index, index + count, ...`` (returned as ``(index, count)``):
+    disjoint too, at the cost of each worker reading everything.
+    """
+    if shard is None:
+        return files, None
+    index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"shard index {index} is not in 0..{count - 1}")
+    if count == 1:
+        return files, None
+    if len(files) >= count:
+        return files[index::count], None
+    return files, (index, count)
