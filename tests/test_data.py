@@ -80,6 +80,34 @@ def test_find_shards_complete_set(shards):
     assert count_examples(d, "train") == N
 
 
+def test_corrupt_shards_fail_at_make_dataset_naming_file_offset_and_case(shards, tmp_path):
+    """Issue 11: TensorFlow reported a bad data checksum as an anonymous DataLossError mid-epoch
+    and a checksum-valid non-Example as a parse error; the native check names the shard."""
+    d, _, _ = shards
+    src = find_shards(d, "train")[0]
+    data = bytearray(open(src, "rb").read())
+    data[40] ^= 0xFF  # inside the first record's data: its length checksum still holds
+    bad = tmp_path / "flipped" / "train-00000-of-00001.tfrecord"
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(data))
+    with pytest.raises(native.CorruptRecordError, match=r"train-00000-of-00001\.tfrecord") as e:
+        make_dataset(bad.parent, "train", batch_size=4, image_size=SIZE)
+    assert e.value.offset == 0 and e.value.path.endswith("train-00000-of-00001.tfrecord")
+
+    junk = tmp_path / "junk" / "train-00000-of-00001.tfrecord"
+    junk.parent.mkdir()
+    with tf.io.TFRecordWriter(str(junk)) as w:  # checksums valid, content not an Example
+        w.write(b"\xff\xfe not a protobuf message")
+    with pytest.raises(native.CorruptRecordError, match="train-00000-of-00001"):
+        make_dataset(junk.parent, "train", batch_size=4, image_size=SIZE)
+
+    nosex = tmp_path / "nosex"
+    with native.ShardWriter(nosex, "train", 1) as w:
+        w.write(np.zeros((SIZE, SIZE), np.uint8), "case-7", age=100.0)
+    with pytest.raises(ValueError, match="record 0 \\(id 'case-7'\\) has no male"):
+        make_dataset(nosex, "train", batch_size=1, image_size=SIZE)
+
+
 def test_find_shards_refuses_incomplete_or_mixed_sets(tmp_path):
     for i in (0, 2):
         (tmp_path / f"train-{i:05d}-of-00003.tfrecord").write_bytes(b"")
@@ -254,8 +282,10 @@ def test_unlabeled_split(shards):
     ds = make_dataset(d, "test", 4, SIZE, labels=False)
     assert set(ds.element_spec) == {"image", "male"}
     assert sum(int(x["image"].shape[0]) for x in ds) == 10
-    with pytest.raises(tf.errors.InvalidArgumentError, match="age"):
-        list(make_dataset(d, "test", 4, SIZE))
+    # Asking for labels that the shards do not hold fails at once, naming the file and case
+    # (TensorFlow alone would fail mid-iteration with a parse error).
+    with pytest.raises(ValueError, match=r"test-00000-of-00002\.tfrecord\.gz: record 0 .* no age"):
+        make_dataset(d, "test", 4, SIZE)
 
 
 def test_bad_arguments(shards):

@@ -18,6 +18,7 @@ TensorFlow is imported inside the functions that need it, so the rest of
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from boneage.shards.discovery import ShardSource, find_shards, is_gzip_file
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
-__all__ = ["make_dataset", "resolve_options"]
+__all__ = ["check_shards", "make_dataset", "resolve_options"]
 
 
 def _decode_fn(image_size: int, labels: bool) -> Any:
@@ -117,6 +118,35 @@ def resolve_options(
     )
 
 
+def check_shards(files: Sequence[str], labels: bool = True) -> int:
+    """Reads every record of ``files`` with the native checked reader; returns the count.
+
+    TensorFlow reports a bad data checksum as a ``DataLossError`` in the middle of an epoch,
+    and a checksum-valid record that is not an Example as a bare parse error, neither naming
+    the file. The native reader verifies both checksums and the Example encoding and raises
+    :class:`boneage._native.CorruptRecordError` with the file and byte offset; the keys the
+    pipeline parses are checked here too, naming the file, the record and the case.
+    """
+    need = {"image", "height", "width", "male"} | ({"age"} if labels else set())
+    n = 0
+    for f in files:
+        for i, ex in enumerate(_native.read_examples([f])):
+            missing = need - ex.keys()
+            if missing:
+                hint = " (pass labels=False for unlabelled data)" if missing == {"age"} else ""
+                raise ValueError(
+                    f"{f}: record {i} (id {ex.get('id', '?')!r}) has no "
+                    f"{', '.join(sorted(missing))}{hint}"
+                )
+            if not isinstance(ex["image"], np.ndarray):
+                raise ValueError(
+                    f"{f}: record {i} (id {ex.get('id', '?')!r}): image bytes do not match "
+                    f"height {ex['height']} x width {ex['width']}"
+                )
+            n += 1
+    return n
+
+
 def make_dataset(
     pattern_or_dir: ShardSource,
     split: str,
@@ -132,6 +162,7 @@ def make_dataset(
     drop_remainder: bool | None = None,
     seed: int | None = None,
     shard: tuple[int, int] | None = None,
+    verify: bool = True,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``({"image": ..., "male": ...}, age)`` batches (see the module
     docstring for shapes and dtypes).
@@ -157,6 +188,10 @@ def make_dataset(
             ``count_examples(...) // batch_size``); default ``training``.
         drop_remainder: drop a last partial batch; default ``training``.
         seed: seeds shuffling and augmentation (reproducible runs).
+        verify: read every record natively first (:func:`check_shards`), so a corrupt shard
+            fails here naming the file, byte offset and case, not mid-epoch as TensorFlow's
+            anonymous ``DataLossError``. Costs one fast native pass over the files; turn it
+            off only for data checked before.
         shard: ``(index, count)``: this worker's disjoint part of the data, for multi-worker
             training (:func:`shard_files`). Auto-sharding is then switched off, so
             ``tf.distribute`` does not split the part again.
@@ -204,7 +239,10 @@ def make_dataset(
         ds = ds.cache("" if cache is True else str(cache))
     # The record count sizes the shuffle buffer and a finite set's length; reading it costs a
     # pass over the shards, so only when one of them needs it.
-    n = _native.count_records(files) if shuffle or not repeat else 0
+    if verify:
+        n = check_shards(files, labels)
+    else:
+        n = _native.count_records(files) if shuffle or not repeat else 0
     if by_record:  # records index, index + count, ... of the n
         n = max(0, -(-(n - by_record[0]) // by_record[1]))
     if shuffle:
