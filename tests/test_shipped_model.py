@@ -76,3 +76,20 @@ def test_predict_cli_works_out_of_the_box(tmp_path):
     (estimate,) = json.loads(r.stdout)
     assert 0 < estimate["months"] < 240
     assert Path(estimate["source"]).name == film.name
+
+
+def test_tta_copies_in_one_call_equal_one_call_per_copy(monkeypatch):
+    """predict_arrays stacks a few images' TTA copies into one model call (a film's latency);
+    the estimates must be those of one call per copy, which larger sets still use."""
+    from boneage.evaluation import predictions
+
+    p = Predictor()
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (6, 100, 100), dtype=np.uint8)
+    male = np.array([0, 1, 0, 1, 1, 0], np.float32)
+    stacked, _ = predictions.predict_arrays(p.model, images, male, tta=3)
+    monkeypatch.setattr(predictions, "TTA_STACK_LIMIT", 0)
+    looped, _ = predictions.predict_arrays(p.model, images, male, tta=3)
+    np.testing.assert_allclose(stacked, looped, atol=1e-3)
+    plain, _ = predictions.predict_arrays(p.model, images, male, tta=0)
+    assert not np.allclose(stacked, plain)  # the copies were really used

@@ -7,6 +7,7 @@ every number the project reports comes from one code path.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,10 @@ def to_model_inputs(images: np.ndarray, male: np.ndarray, size: int) -> dict[str
     }
 
 
+TTA_STACK_LIMIT = 512
+"""Up to this many images x copies go through the model in one call (memory stays small)."""
+
+
 def predict_arrays(
     model: Any,
     images: np.ndarray,
@@ -56,21 +61,35 @@ def predict_arrays(
 
     size = int(model.inputs[0].shape[1])
     inputs = to_model_inputs(images, male, size)
-    mean, sigma = split_prediction(model.predict(inputs, batch_size=batch_size, verbose=0))
-    if tta > 0:
-        cfg = Augment(rotation=5.0, shift=0.03, zoom=0.05, brightness=0.05, contrast=0.05)
-        rng = np.random.default_rng(seed)
-        runs = [mean]
+    cfg = Augment(rotation=5.0, shift=0.03, zoom=0.05, brightness=0.05, contrast=0.05)
+    rng = np.random.default_rng(seed)
+
+    def copies() -> Iterator[np.ndarray]:
+        """The images, then ``tta`` augmented copies, drawn one at a time (memory)."""
+        yield inputs["image"]
         for _ in range(tta):
-            x = augment_batch(inputs["image"][..., 0], cfg, rng)[..., None]
-            m, _ = split_prediction(
+            yield augment_batch(inputs["image"][..., 0], cfg, rng)[..., None]
+
+    n, k = len(images), tta + 1
+    if n * k <= TTA_STACK_LIMIT:
+        # Few images (a clinician's one film): all copies in one call, since each call to
+        # model.predict carries a fixed cost far above a small batch's compute.
+        stacked = {"image": np.concatenate(list(copies())), "male": np.tile(inputs["male"], (k, 1))}
+        means, sigmas = split_prediction(model.predict(stacked, batch_size=batch_size, verbose=0))
+        runs = means.reshape(k, n)
+        sigma = None if sigmas is None else sigmas[:n]
+    else:
+        outs = [
+            split_prediction(
                 model.predict(
                     {"image": x, "male": inputs["male"]}, batch_size=batch_size, verbose=0
                 )
             )
-            runs.append(m)
-        mean = np.mean(runs, axis=0)
-    return mean, sigma
+            for x in copies()
+        ]
+        runs = np.stack([m for m, _ in outs])
+        sigma = outs[0][1]
+    return runs.mean(axis=0) if tta > 0 else runs[0], sigma
 
 
 def predict_split(

@@ -393,14 +393,14 @@ def decode_image(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray
     PNG and JPEG go to the native decoder exactly as before; DICOM is recognised by its
     content, not its name.
     """
-    if is_dicom(data):
-        image = read_dicom(data, max_pixels)
-        return image.pixels, image.info
     from boneage import _native as native
 
-    if max_pixels is None:
-        return native.decode_gray(data), None
-    return native.decode_gray(data, max_pixels), None
+    # One pixel limit for every format: the native decoder's default unless the caller says.
+    limit = native.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
+    if is_dicom(data):
+        image = read_dicom(data, limit)
+        return image.pixels, image.info
+    return native.decode_gray(data, limit), None
 
 
 def load_image(
