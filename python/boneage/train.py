@@ -74,10 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set")
     p.add_argument(
         "--distribute",
-        choices=("auto", "off"),
+        choices=("auto", "off", "multi-worker"),
         default="auto",
-        help="data parallel over all GPUs (MirroredStrategy / keras.distribution)",
+        help="auto: data parallel over all GPUs (MirroredStrategy / keras.distribution); "
+        "multi-worker: across processes/machines (TensorFlow: TF_CONFIG; JAX: the three "
+        "flags below or BONEAGE_COORDINATOR/BONEAGE_NUM_PROCESSES/BONEAGE_PROCESS_ID); "
+        "--batch-size is then the global batch",
     )
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="JAX multi-worker: address of process 0")  # fmt: skip
+    p.add_argument("--num-processes", type=int, help="JAX multi-worker: number of processes")
+    p.add_argument("--process-id", type=int, help="JAX multi-worker: this process's index")
     p.add_argument(
         "--max-minutes", type=float, help="stop after the epoch that crosses this budget"
     )
@@ -104,11 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.distribute == "multi-worker" and not args.out:
+        # The default name has the start time in it, which workers would not agree on.
+        parser.error("--distribute multi-worker needs --out (the same on every worker)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from boneage.training.distribution import split_cpu_for_tests
+    from boneage.training import distribution
 
-    split_cpu_for_tests()
+    if args.distribute == distribution.MULTI_WORKER:
+        # First, before any other TensorFlow op or JAX computation (see distribution.py).
+        distribution.init_multi_worker(args.coordinator, args.num_processes, args.process_id)
+    else:
+        distribution.split_cpu_for_tests()
     from boneage.training.loop import TrainConfig, train
 
     data = Path(args.data) if args.data else None
@@ -172,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         metrics = train(cfg, resume=args.resume)
         print(json.dumps(metrics, indent=2))
-        print(f"run directory: {out}")
+        if distribution.worker().chief:
+            print(f"run directory: {out}")
         return 0
 
     return run_command(

@@ -16,8 +16,9 @@ from typing import Any
 import keras
 
 from boneage import modelio
+from boneage.training import distribution
 
-__all__ = ["Checkpoints", "TimeLimit", "standard_callbacks"]
+__all__ = ["AverageStatistics", "Checkpoints", "TimeLimit", "standard_callbacks"]
 
 
 class Checkpoints(keras.callbacks.Callback):
@@ -41,6 +42,16 @@ class Checkpoints(keras.callbacks.Callback):
         (self.out / "state.json").write_text(json.dumps({"epoch": epoch + 1, "best": self.best}))
 
 
+class AverageStatistics(keras.callbacks.Callback):
+    """Multi-worker (TensorFlow): the workers' non-trainable weights (BatchNormalization's
+    moving statistics) averaged at every epoch end, before any callback after it saves or
+    snapshots the model, so all workers hold, and the chief saves, the same model.
+    See :func:`boneage.training.distribution.average_across_workers`."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        distribution.average_across_workers(list(self.model.non_trainable_variables))
+
+
 class TimeLimit(keras.callbacks.Callback):
     """Stops after the epoch that crosses ``max_minutes`` (the best weights are still
     restored by early stopping), so a long run ends inside a known time budget."""
@@ -54,7 +65,11 @@ class TimeLimit(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.max_minutes and time.perf_counter() - self.start > self.max_minutes * 60:
+        if not self.max_minutes:
+            return
+        over = time.perf_counter() - self.start > self.max_minutes * 60
+        # Every worker of a multi-worker run asks, so all stop after the same epoch.
+        if distribution.agree(over):
             self.model.stop_training = True
 
 
@@ -73,15 +88,26 @@ def standard_callbacks(
     resume: bool,
     patience: int,
     max_minutes: float | None,
+    chief: bool = True,
 ) -> list[Any]:
-    callbacks: list[Any] = [
+    """The run's callbacks. ``chief=False`` (a multi-worker run's other workers) keeps only
+    those that decide when to stop, identically on every worker from the globally reduced
+    logs; the ones that write the run directory are the chief's alone."""
+    stopping: list[Any] = [
+        AverageStatistics(),
         TimeLimit(max_minutes),
-        Checkpoints(out, meta, monitor, resume),
         keras.callbacks.EarlyStopping(
             monitor=monitor, patience=patience, restore_best_weights=True, mode="min"
         ),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
         keras.callbacks.TerminateOnNaN(),
+    ]
+    if not chief:
+        return stopping
+    callbacks: list[Any] = [
+        *stopping[:2],
+        Checkpoints(out, meta, monitor, resume),
+        *stopping[2:],
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
     ]
     # GPU servers with only JAX or PyTorch still train, with history.csv and the plots as
     # the record.

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,28 +133,84 @@ def _policy(mode: str) -> str:
 
 
 def datasets(cfg: TrainConfig) -> tuple[Any, Any, int, int]:
-    """(train, val, number of training cases, steps per epoch) for the current backend."""
+    """(train, val, number of training cases, steps per epoch) for the current backend.
+
+    In a multi-worker run each worker reads its own disjoint part of every split
+    (:func:`boneage.shards.tfdata.shard_files`) and ``--batch-size`` stays the global batch:
+    ``tf.distribute`` splits each worker's batches of ``batch_size`` into per-replica ones of
+    ``batch_size / replicas``; under JAX each process's PyDataset yields its
+    ``batch_size / processes`` rows and Keras assembles the global batch. Steps per epoch are
+    one pass over all training cases at the global batch, the same on every worker (they
+    must agree, or one would wait in a collective for the others).
+    """
     import keras
 
+    w = distribution.worker()
     n_train = native.count_records([str(f) for f in find_shards(cfg.data, cfg.train_split)])
     if n_train < cfg.batch_size:
         raise ValueError(
             f"{n_train} training cases is fewer than one batch of {cfg.batch_size}; "
             "lower --batch-size"
         )
+    if cfg.batch_size % w.count:
+        raise ValueError(f"--batch-size {cfg.batch_size} is not a multiple of {w.count} workers")
     steps = cfg.steps_per_epoch or n_train // cfg.batch_size
+    shard = (w.index, w.count) if w.count > 1 else None
+    # Each worker shuffles and augments its part with its own stream (worker 0 keeps the
+    # seed, so a one-worker run is unchanged).
+    seed = cfg.seed + 7919 * w.index
     if keras.backend.backend() == "tensorflow":
         train = make_dataset(cfg.data, cfg.train_split, cfg.batch_size, cfg.image_size,
-                             training=True, augment=cfg.augment, seed=cfg.seed)  # fmt: skip
-        val = make_dataset(cfg.data, cfg.val_split, cfg.batch_size, cfg.image_size, training=False)
+                             training=True, augment=cfg.augment, seed=seed,
+                             shard=shard)  # fmt: skip
+        val = make_dataset(cfg.data, cfg.val_split, cfg.batch_size, cfg.image_size,
+                           training=False, shard=shard)  # fmt: skip
     else:
         from boneage.shards.pydataset import ShardDataset  # imports keras: after the backend
 
-        train = ShardDataset(cfg.data, cfg.train_split, cfg.batch_size, cfg.image_size,
-                             training=True, augment=cfg.augment, seed=cfg.seed)  # fmt: skip
-        val = ShardDataset(cfg.data, cfg.val_split, cfg.batch_size, cfg.image_size, training=False)
-        steps = cfg.steps_per_epoch or len(train)
+        local = cfg.batch_size // w.count
+        train = ShardDataset(cfg.data, cfg.train_split, local, cfg.image_size, training=True,
+                             augment=cfg.augment, seed=seed, shard=shard)  # fmt: skip
+        # Multi-process JAX assembles each global batch from equal per-process parts, so
+        # validation drops partial batches (validation_steps() stops all at the same one).
+        val = ShardDataset(cfg.data, cfg.val_split, local, cfg.image_size, training=False,
+                           shard=shard, drop_remainder=shard is not None)  # fmt: skip
+        if shard is None:
+            steps = cfg.steps_per_epoch or len(train)
+        else:
+            fewest = min(part_sizes(cfg.data, cfg.train_split, w.count)) // local
+            steps = min(cfg.steps_per_epoch or fewest, fewest)
     return train, val, n_train, steps
+
+
+def part_sizes(data: str, split: str, count: int) -> list[int]:
+    """Records each of ``count`` workers reads of ``split`` (every worker computes all)."""
+    from boneage.shards.tfdata import shard_files
+
+    files = find_shards(data, split)
+    sizes = []
+    for index in range(count):
+        mine, by_record = shard_files(files, (index, count))
+        n = native.count_records(mine)
+        sizes.append(len(range(index, n, count)) if by_record else n)
+    return sizes
+
+
+def validation_steps(cfg: TrainConfig) -> int | None:
+    """Multi-process JAX: the validation batches every process has (None: each to its end).
+
+    ``tf.distribute`` copes with workers whose parts end at different batches; JAX's global
+    batches need every process at every step, so all stop after the fewest full ones.
+    """
+    import keras
+
+    w = distribution.worker()
+    if w.count < 2 or keras.backend.backend() != "jax":
+        return None
+    steps = min(part_sizes(cfg.data, cfg.val_split, w.count)) // (cfg.batch_size // w.count)
+    if steps < 1:
+        raise ValueError(f"too few {cfg.val_split} cases for one batch per worker")
+    return steps
 
 
 def compile_model(model: Any, cfg: TrainConfig, total_steps: int) -> None:
@@ -182,7 +240,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     from boneage.models import build_model
 
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Multi-worker: only the chief (worker 0) writes the run directory; the others read it
+    # (config.json and last.keras on --resume), so it must be on a filesystem they share.
+    chief = distribution.worker().chief
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
     state_file = out / "state.json"
     if resume:
         if not (out / "last.keras").exists() or not state_file.exists():
@@ -190,15 +252,25 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         saved = json.loads((out / "config.json").read_text())
         if saved.get("tile_grid") is not None:
             saved["tile_grid"] = tuple(saved["tile_grid"])
-        saved.update(epochs=cfg.epochs, verbose=cfg.verbose)
+        # How to spread the work is this launch's choice: a run may resume on another
+        # number of workers (or on one).
+        saved.update(epochs=cfg.epochs, verbose=cfg.verbose, distribute=cfg.distribute)
         cfg = TrainConfig(**saved)
     keras.utils.set_random_seed(cfg.seed)
     policy = _policy(cfg.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
 
+    # A non-chief worker's own files (demo data, JAX's shadow checkpoints), deleted at the end.
+    scratch = None if chief else tempfile.TemporaryDirectory(prefix="boneage-worker-")
     if cfg.demo:
         cfg.demo_sizes = cfg.demo_sizes or dict(DEMO_SIZES)
-        make_synthetic(Path(cfg.data), cfg.demo_sizes, cfg.image_size or 64, cfg.seed)
+        data = Path(cfg.data)
+        if scratch is not None:
+            # The demo data lives inside the run directory, which is the chief's to write:
+            # another worker draws the same phantoms (same seed) into a scratch folder.
+            data = Path(scratch.name) / "synthetic-data"
+        make_synthetic(data, cfg.demo_sizes, cfg.image_size or 64, cfg.seed)
+        cfg = dataclasses.replace(cfg, data=str(data)) if scratch else cfg
     pp = data_preprocessing(cfg)
     # config.json records the settings actually used, so --resume repeats them.
     cfg.image_size, cfg.clip_limit, cfg.localiser, cfg.mode = (
@@ -207,7 +279,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     cfg.tile_grid = pp.tile_grid
     train_ds, val_ds, n_train, steps = datasets(cfg)
     total_steps = steps * cfg.epochs
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    if chief:
+        saved_cfg = dataclasses.asdict(cfg)
+        # Written whole then renamed: on --resume other workers read it meanwhile.
+        tmp = out / ".config.json.tmp"
+        tmp.write_text(json.dumps(saved_cfg, indent=2))
+        os.replace(tmp, out / "config.json")
 
     meta = modelio.ModelMeta(
         preprocessing=pp,
@@ -238,19 +315,36 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             # Put the optimizer's step where the schedule left it.
             model.optimizer.iterations.assign(initial_epoch * steps)
     monitor = "val_mean_absolute_error_of_mean" if cfg.uncertainty else "val_mae"
-    callbacks = standard_callbacks(out, meta, monitor, resume, cfg.patience, cfg.max_minutes)
+    # Under JAX, saving a model spread over processes runs collectives (every process must
+    # take part), so the other workers save each checkpoint the chief saves, into scratch.
+    shadow = scratch is not None and keras.backend.backend() == "jax"
+    ckpt_dir = Path(scratch.name) if shadow and scratch is not None else out
+    if shadow and resume:  # the chief's best score, so both save at the same epochs
+        (ckpt_dir / "state.json").write_text(state_file.read_text())
+    callbacks = standard_callbacks(ckpt_dir, meta, monitor, resume, cfg.patience,
+                                   cfg.max_minutes, chief=chief or shadow)  # fmt: skip
     try:
         model.fit(
             train_ds,
             validation_data=val_ds,
             epochs=cfg.epochs,
             steps_per_epoch=steps,
+            validation_steps=validation_steps(cfg),
             initial_epoch=initial_epoch,
             callbacks=callbacks,
             verbose=cfg.verbose,
         )
     finally:
-        _plots(out, cfg, total_steps)
+        distribution.end_multi_worker()
+        if chief:
+            _plots(out, cfg, total_steps)
+    if shadow and scratch is not None:
+        modelio.save(model, Path(scratch.name) / "last.keras", meta)  # as finish() does
+    if scratch is not None:
+        scratch.cleanup()
+    if not chief:
+        # The chief saves and evaluates; this worker's weights equal its own.
+        return {"worker": distribution.worker().index, "distribution": dist["strategy"]}
     return finish(out, cfg, model, meta, dist, policy, n_train)
 
 
@@ -322,6 +416,7 @@ def finish(
         precision_policy=policy,
         distribution=dist["strategy"],
         replicas=dist["replicas"],
+        workers=dist.get("workers", 1),
     )
     result = {
         k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
