@@ -121,7 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.distribute == distribution.MULTI_WORKER:
         # First, before any other TensorFlow op or JAX computation (see distribution.py).
-        distribution.init_multi_worker(args.coordinator, args.num_processes, args.process_id)
+        try:
+            distribution.init_multi_worker(args.coordinator, args.num_processes, args.process_id)
+        except ValueError as e:  # a missing or contradictory cluster setting: say which
+            parser.error(str(e))
     else:
         distribution.split_cpu_for_tests()
     from boneage.training.loop import TrainConfig, train
