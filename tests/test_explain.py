@@ -8,25 +8,21 @@ import, as in test_models.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import keras
 import numpy as np
 import pytest
 
-import boneage
 import boneage.models as bm
 from boneage.explain import GradCam, feature_layer, hand_mask, overlay, png_bytes
+from jax_subprocess import run_under_jax
 from shared_data import RSNA, image_files, rsna_dir
 
-TESTS = Path(__file__).resolve().parent
-PYTHON_SRC = Path(boneage.__file__).resolve().parent.parent
 SIZE = 64  # the smallest size at which DenseNet's last map is still 2 x 2
 ARCHITECTURES = ["small_cnn", "resnet_compact", "densenet121", "resnet34_cbam", "densenet121_cbam"]
 
@@ -136,26 +132,8 @@ def test_every_architecture_gives_a_map_on_tensorflow(architectures, name):
 
 @pytest.fixture(scope="module")
 def jax_maps(architectures):
-    if importlib.util.find_spec("jax") is None:
-        pytest.skip("JAX is not installed")
     workdir, _ = architectures
-    env = dict(os.environ)
-    env.update(
-        KERAS_BACKEND="jax",
-        JAX_PLATFORMS="cpu",
-        TF_CPP_MIN_LOG_LEVEL="3",
-        XLA_FLAGS="--xla_backend_optimization_level=0",
-        PYTHONPATH=os.pathsep.join(p for p in (str(PYTHON_SRC), env.get("PYTHONPATH", "")) if p),
-    )
-    proc = subprocess.run(
-        [sys.executable, str(TESTS / "_jax_explain.py"), str(workdir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_under_jax("_jax_explain.py", workdir)
     return dict(np.load(workdir / "jax_explain.npz"))
 
 

@@ -8,25 +8,17 @@ run eagerly: tracing these graphs costs a minute or more on a small CPU, eager s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-import boneage
 import boneage.models as bm
 from boneage.models.heads import split_prediction
 from boneage.models.layers import ChannelAttention, SpatialAttention
 from boneage.models.losses import GaussianNLL, mean_absolute_error_of_mean
-
-TESTS = Path(__file__).resolve().parent
-PYTHON_SRC = Path(boneage.__file__).resolve().parent.parent
+from jax_subprocess import run_under_jax
 
 # Paper, Table V (total, trainable, non-trainable) and our documented ResNet34+CBAM figure.
 PAPER_DENSENET121 = (7_075_241, 6_991_593, 83_648)
@@ -361,27 +353,8 @@ def test_keras_file_reloads_in_process(cross_backend):
 
 @pytest.fixture(scope="module")
 def jax_outputs(cross_backend):
-    if importlib.util.find_spec("jax") is None:
-        pytest.skip("JAX is not installed")
     workdir, _, _, _ = cross_backend
-    env = dict(os.environ)
-    env.update(
-        KERAS_BACKEND="jax",
-        JAX_PLATFORMS="cpu",
-        TF_CPP_MIN_LOG_LEVEL="3",
-        # Compile time dominates these one-shot forward passes on a small CPU.
-        XLA_FLAGS="--xla_backend_optimization_level=0",
-        PYTHONPATH=os.pathsep.join(p for p in (str(PYTHON_SRC), env.get("PYTHONPATH", "")) if p),
-    )
-    proc = subprocess.run(
-        [sys.executable, str(TESTS / "_jax_forward.py"), str(workdir)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_under_jax("_jax_forward.py", workdir)
     return dict(np.load(workdir / "jax_outputs.npz"))
 
 
