@@ -24,6 +24,7 @@ import csv
 import io
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,24 +148,43 @@ def read_text(path: Path) -> str:
         ) from None
 
 
+def _csv(path: Path) -> tuple[list[str], Iterator[tuple[dict[str, str], int]]]:
+    """A label CSV's stripped header and its non-blank rows (stripped cells, line number).
+
+    The one reader behind :func:`read_labels` and :func:`read_sexes`, so both accept the same
+    encodings and spacing and name the file and line of a malformed CSV the same way.
+    """
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+
+    def unreadable(e: csv.Error) -> ValueError:
+        return ValueError(f"{path}:{reader.line_num}: not a readable CSV file ({e})")
+
+    try:
+        header = [h.strip() for h in next(reader, [])]
+    except csv.Error as e:
+        raise unreadable(e) from None
+
+    def rows() -> Iterator[tuple[dict[str, str], int]]:
+        try:
+            for raw in reader:
+                if raw:  # a blank line is no row
+                    yield dict(zip(header, [v.strip() for v in raw], strict=False)), reader.line_num
+        except csv.Error as e:
+            raise unreadable(e) from None
+
+    return header, rows()
+
+
 def read_labels(paths: list[str | os.PathLike[str]]) -> LabelTable:
     """Reads and merges label CSVs; later files never silently override earlier ones."""
     table = LabelTable()
     for p in paths:
         path = Path(p)
-        reader = csv.reader(io.StringIO(read_text(path), newline=""))
-        try:
-            header = [h.strip() for h in next(reader, [])]
-            schema = detect_schema(header, path)
-            has_origin = "origin_split" in header
-            for raw in reader:
-                if not raw:
-                    continue  # a blank line
-                values = [v.strip() for v in raw]
-                row = dict(zip(header, values, strict=False))
-                _add_row(table, schema, row, f"{path}:{reader.line_num}", has_origin)
-        except csv.Error as e:
-            raise ValueError(f"{path}:{reader.line_num}: not a readable CSV file ({e})") from None
+        header, rows = _csv(path)
+        schema = detect_schema(header, path)
+        has_origin = "origin_split" in header
+        for row, line in rows:
+            _add_row(table, schema, row, f"{path}:{line}", has_origin)
     return table
 
 
@@ -186,15 +206,10 @@ def read_sexes(paths: list[str | os.PathLike[str]]) -> SexTable:
     table = SexTable()
     for p in paths:
         path = Path(p)
-        reader = csv.reader(io.StringIO(read_text(path), newline=""))
-        try:
-            header = [h.strip() for h in next(reader, [])]
-            schema = _sex_schema(header, path)
-            for raw in reader:
-                row = dict(zip(header, [v.strip() for v in raw], strict=False))
-                _add_sex(table, normalise_id(row.get(schema.id_col) or ""), row.get(schema.sex_col))
-        except csv.Error as e:
-            raise ValueError(f"{path}:{reader.line_num}: not a readable CSV file ({e})") from None
+        header, rows = _csv(path)
+        schema = _sex_schema(header, path)
+        for row, _line in rows:
+            _add_sex(table, normalise_id(row.get(schema.id_col) or ""), row.get(schema.sex_col))
     return table
 
 
