@@ -102,12 +102,23 @@ def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):
 
     # The same model claiming another CLAHE clip limit no longer fits the data.
     model, meta = modelio.load(demo_run / "best.keras")
+    start_clip = meta.preprocessing.clip_limit
     changed = {**meta.preprocessing.to_dict(), "clip_limit": 3.0}
     meta.preprocessing = Preprocessing.from_dict(changed)
     other = modelio.save(model, tmp_path / "other.keras", meta)
     cfg.update(out=str(tmp_path / "refused"), init_from=str(other))
     with pytest.raises(ValueError, match="preprocess the data as the model expects"):
         train(TrainConfig(**cfg))
+    # The resize filter alone may differ: fine-tuning on the new data adapts the model, and
+    # the tuned model records the data's filter, not the old one.
+    lin = {**meta.preprocessing.to_dict(), "clip_limit": start_clip, "interpolation": "linear"}
+    meta.preprocessing = Preprocessing.from_dict(lin)
+    relabelled = modelio.save(model, tmp_path / "linear.keras", meta)
+    cfg.update(out=str(tmp_path / "refiltered"), init_from=str(relabelled))
+    train(TrainConfig(**cfg))
+    _m, tuned_meta = modelio.load(tmp_path / "refiltered" / "best.keras")
+    assert tuned_meta.preprocessing.interpolation == "area"
+    cfg.update(init_from=str(demo_run / "best.keras"))
     cfg.update(model="resnet_compact", init_from=str(demo_run / "best.keras"))
     with pytest.raises(ValueError, match="pass --model small_cnn"):
         train(TrainConfig(**cfg))

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from boneage.cli import quiet_native_logs, run_command
-from boneage.settings import LOCALISERS, MODES
+from boneage.settings import INTERPOLATIONS, LOCALISERS, MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="crop: the paper's hand crop, CLAHE, pad, resize; squash: the whole "
                         "film resized to a square, then CLAHE (how the public 100/299 px RSNA "
                         "copies were made; the localiser is not used)")  # fmt: skip
+    p.add_argument("--interpolation", choices=INTERPOLATIONS, default="area",
+                   help="squash mode's resize filter: area (OpenCV INTER_AREA) or linear "
+                        "(INTER_LINEAR, no anti-aliasing: how the public 100 px RSNA copies "
+                        "were made, so the match for models trained on them); crop mode "
+                        "always area-resizes")  # fmt: skip
     p.add_argument("--size", type=int, default=256, help="output side in pixels")
     p.add_argument("--clip-limit", type=float, default=2.0, help="CLAHE clip limit")
     p.add_argument("--tile-grid", type=int, nargs=2, default=(8, 8), metavar=("COLS", "ROWS"))
@@ -141,6 +146,7 @@ def _preprocess(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> int:
         clip_limit=args.clip_limit,
         tile_grid=tuple(args.tile_grid),
         mode=args.mode,
+        interpolation=args.interpolation,
         shards=args.shards,
         compression="GZIP" if args.gzip else None,
         split_by=parse_fractions(args.split_by) if args.split_by else None,

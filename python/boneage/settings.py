@@ -8,10 +8,17 @@ input. So a model never sees images prepared differently from the ones it learne
 Two modes:
 
 * ``crop`` (the paper's): localise the hand, crop, CLAHE, pad to a square, area-resize.
-* ``squash``: the whole film area-resized to ``image_size`` x ``image_size`` (aspect ratio
-  not kept), then CLAHE. This is how the public 100 px and 299 px RSNA copies were made
-  (whole films squashed to squares), so a model trained on them needs any other input --
-  a full-resolution hospital PNG, a 299 px copy, a 100 px one -- prepared the same way.
+* ``squash``: the whole film resized to ``image_size`` x ``image_size`` (aspect ratio not
+  kept), then CLAHE. This is how the public 100 px and 299 px RSNA copies were made (whole
+  films squashed to squares), so a model trained on them needs any other input -- a
+  full-resolution hospital PNG, a 299 px copy, a 100 px one -- prepared the same way.
+
+``interpolation`` names the resize filter of the ``squash`` mode. The public 100 px RSNA
+copies were made with a plain bilinear resize of the full film, without anti-aliasing: on the
+41 training films that exist at both sizes, OpenCV's INTER_LINEAR reproduces the 100 px copy
+to 0.56 grey levels on average, INTER_AREA to 2.11 (``benches/fullres_consistency.py``). A
+model trained on those copies therefore wants ``linear``; ``area`` is the default (and what
+files from before this setting used).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from typing import Any
 
 MODES: tuple[str, ...] = ("crop", "squash")
 LOCALISERS: tuple[str, ...] = ("auto", "mediapipe", "native", "none")
+INTERPOLATIONS: tuple[str, ...] = ("area", "linear")
+"""How a film is resized to the model's side: OpenCV's INTER_AREA or INTER_LINEAR, bit-exact."""
 SETTINGS_FILE = "preprocessing.json"
 """The name of the settings file that sits next to the shards."""
 
@@ -55,12 +64,22 @@ class Preprocessing:
     tile_grid: tuple[int, int] = (8, 8)
     localiser: str = "auto"
     mode: str = "crop"
+    interpolation: str = "area"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown preprocessing mode {self.mode!r}; use one of {MODES}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(
+                f"unknown interpolation {self.interpolation!r}; use one of {INTERPOLATIONS}"
+            )
         if self.localiser not in LOCALISERS:
             raise ValueError(f"unknown localiser {self.localiser!r}; use one of {LOCALISERS}")
+        if self.mode == "crop" and self.interpolation != "area":
+            raise ValueError(
+                "crop mode area-resizes the padded hand crop (the paper's recipe); "
+                "--interpolation applies to the squash mode"
+            )
         if self.mode == "squash" and self.localiser != "none":
             raise ValueError("squash mode keeps the whole film: its localiser is 'none'")
         if int(self.image_size) < 1:
@@ -70,13 +89,15 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        """From a JSON dict; missing keys take the defaults (files from before ``mode``)."""
+        """From a JSON dict; missing keys take the defaults (files from before ``mode`` and
+        ``interpolation`` were recorded, whose images were area-resized)."""
         return cls(
             image_size=int(d.get("image_size", 256)),
             clip_limit=float(d.get("clip_limit", 2.0)),
             tile_grid=tuple(int(v) for v in d.get("tile_grid", (8, 8))),  # type: ignore[arg-type]
             localiser=str(d.get("localiser", "auto")),
             mode=str(d.get("mode", "crop")),
+            interpolation=str(d.get("interpolation", "area")),
         )
 
     def to_dict(self) -> dict[str, Any]:

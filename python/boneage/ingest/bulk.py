@@ -58,6 +58,7 @@ class Options:
     clip_limit: float = 2.0
     tile_grid: tuple[int, int] = (8, 8)
     mode: str = "crop"
+    interpolation: str = "area"
     shards: int = 0
     compression: str | None = None
     split_by: dict[str, float] | None = None
@@ -80,6 +81,7 @@ class Options:
             tile_grid=(int(self.tile_grid[0]), int(self.tile_grid[1])),
             localiser="none" if self.mode == "squash" else self.localiser,
             mode=self.mode,
+            interpolation=self.interpolation,
         )
 
 

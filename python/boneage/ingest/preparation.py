@@ -18,13 +18,15 @@ from boneage.settings import Preprocessing
 
 
 def squash(img: np.ndarray, pp: Preprocessing) -> np.ndarray:
-    """The whole film, area-resized to a square (aspect ratio not kept), then CLAHE.
+    """The whole film, resized to a square with ``pp.interpolation`` (aspect ratio not
+    kept), then CLAHE.
 
     Resizing first and equalising second makes the result independent of the input's
     resolution: a full-resolution film and its 100 px copy give nearly the same image.
     """
     side = int(pp.image_size)
-    small = img if img.shape == (side, side) else native.resize_area(img, side, side)
+    resize = native.resize_linear if pp.interpolation == "linear" else native.resize_area
+    small = img if img.shape == (side, side) else resize(img, side, side)
     return native.clahe(small, float(pp.clip_limit), tuple(pp.tile_grid))
 
 

@@ -94,7 +94,9 @@ def preprocess_file(
 
 def squash(img: np.ndarray, pp: Any) -> np.ndarray:
     """The ``squash`` mode (:func:`boneage.ingest.preparation.squash`) with OpenCV: whole film
-    INTER_AREA-resized to ``pp.image_size`` squared, then CLAHE."""
+    resized (INTER_AREA or INTER_LINEAR, as ``pp.interpolation`` says) to ``pp.image_size``
+    squared, then CLAHE."""
     side = int(pp.image_size)
-    small = img if img.shape == (side, side) else resize_area(img, side, side)
+    resize = resize_linear if pp.interpolation == "linear" else resize_area
+    small = img if img.shape == (side, side) else resize(img, side, side)
     return clahe(small, float(pp.clip_limit), tuple(pp.tile_grid))

@@ -365,12 +365,26 @@ def warm_start(cfg: TrainConfig, pp: Preprocessing) -> Any:
             f"--init-from {cfg.init_from} was trained "
             f"{'with' if meta.uncertainty else 'without'} --uncertainty; repeat that choice"
         )
-    if meta.preprocessing != pp:
+    if meta.preprocessing != pp and not _interpolation_only(meta.preprocessing, pp):
         raise ValueError(
             f"--init-from {cfg.init_from} was trained on {meta.preprocessing.to_dict()}, "
             f"but {cfg.data} holds {pp.to_dict()}: preprocess the data as the model expects"
         )
+    if meta.preprocessing != pp:
+        print(
+            f"note: --init-from {cfg.init_from} saw {meta.preprocessing.interpolation}-resized "
+            f"inputs, {cfg.data} holds {pp.interpolation}-resized ones; fine-tuning adapts it "
+            "and the new model records the data's",
+            flush=True,
+        )
     return model
+
+
+def _interpolation_only(a: Preprocessing, b: Preprocessing) -> bool:
+    """True when two settings differ in the resize filter alone: the same films at the same
+    size, a little smoother or sharper, which fine-tuning on the new data is the way to adapt
+    to (a different mode, size or CLAHE is a different input, and stays refused)."""
+    return dataclasses.replace(a, interpolation=b.interpolation) == b
 
 
 def _plots(out: Path, cfg: TrainConfig, total_steps: int) -> None:
