@@ -1,15 +1,22 @@
-"""Does a model's own preprocessing make a hospital film look like its training images?
+"""Does a model's own preprocessing make other copies of a film look like its training images?
 
-    python benches/fullres_consistency.py [--model MODEL] [--json]
+    python benches/fullres_consistency.py [--model MODEL] [--interpolation area|linear] [--json]
 
-``shared/data/rsna/fullres`` holds full-resolution films of 48 training ids that are also in
-``train100`` (the 100 px copies a squash-mode model learned from). For each, this prepares the
-full-resolution file and the 100 px file with the model's preprocessing and reports:
+A squash-mode model learned from ``train100``, the public 100 px RSNA copies. Hospital films
+and the official test images reach it by other roads, so this compares, per training id that
+exists at two sizes, the model's input and prediction from each road with the train100 copy:
 
-- the mean absolute grey-level difference between the full-resolution film squashed to the
-  model's size and the train100 image (before CLAHE: how well the resize reproduces the
-  copy), and between the two prepared inputs (after CLAHE: what the model actually sees);
-- the mean and largest gap, in months, between the predictions from the two files.
+- ``fullres``: the 41 full-resolution films of training ids in ``shared/data/rsna/fullres``
+  (the 7 ``parma_fitted`` files, already cropped and padded by their source, are left out);
+- ``299``: the ~690 training ids that also have a 299 px copy in ``train299`` (bilinear,
+  squashed: the road the 134 official test images in ``test299`` take).
+
+For each road it reports the mean absolute grey-level difference between the film resized to
+the model's side and the train100 image (before CLAHE: how well the resize reproduces the
+copy), the same between the two prepared inputs (after CLAHE: what the model sees), and the
+mean and largest gap, in months, between the two predictions (without test-time
+augmentation). ``--interpolation`` overrides the model's resize filter, to choose it on
+training films rather than on test images.
 """
 
 from __future__ import annotations
@@ -29,68 +36,92 @@ REPO = Path(__file__).resolve().parents[1]
 RSNA = Path(os.environ.get("BONEAGE_SHARED", REPO.parent / "shared")) / "data" / "rsna"
 
 
-def pairs(rsna: Path = RSNA) -> list[tuple[str, Path, Path, int]]:
-    """(id, full-resolution file, train100 file, male) for ids in both subsets."""
+def pairs(road: str, rsna: Path = RSNA) -> list[tuple[str, Path, Path, int]]:
+    """(id, other copy, train100 file, male) for ids in ``train100`` and in ``road``'s
+    subset (``fullres`` or ``299``)."""
+    subset = {"fullres": "fullres", "299": "train299"}[road]
     rows = list(csv.DictReader((rsna / "labels.csv").open()))
     male = {r["id"]: int(r["male"] == "True") for r in rows}
-    full = {
+    other = {
         r["id"]: rsna / r["file"]
         for r in rows
-        if r["subset"] == "fullres" and "parma_fitted" not in r["file"]
+        if r["subset"] == subset and "parma_fitted" not in r["file"]
     }
     small = {r["id"]: rsna / r["file"] for r in rows if r["subset"] == "train100"}
-    return [(i, full[i], small[i], male[i]) for i in sorted(full) if i in small]
+    return [(i, other[i], small[i], male[i]) for i in sorted(other) if i in small]
 
 
-def measure(model: str | None, rsna: Path = RSNA, limit: int | None = None) -> dict[str, float]:
+def measure(
+    model: str | None,
+    rsna: Path = RSNA,
+    limit: int | None = None,
+    interpolation: str | None = None,
+    roads: tuple[str, ...] = ("fullres", "299"),
+) -> dict[str, float | int | str]:
+    import dataclasses
+
     from boneage import _native as native
     from boneage.evaluation.predictions import predict_arrays
     from boneage.inference import Predictor
 
     predictor = Predictor(model)
-    side = predictor.meta.preprocessing.image_size
-    raw_diff, prep_diff = [], []
-    chosen = pairs(rsna)[:limit]
-    big, small, male = [], [], []
-    for _id, full_path, small_path, is_male in chosen:
-        full_img = native.read_gray(full_path)
-        small_img = native.read_gray(small_path)
-        squashed = native.resize_area(full_img, side, side)
-        copy = (
-            small_img
-            if small_img.shape == (side, side)
-            else native.resize_area(small_img, side, side)
-        )
-        raw_diff.append(np.mean(np.abs(squashed.astype(int) - copy.astype(int))))
-        a, _, _ = predictor.prepare(full_img)
-        b, _, _ = predictor.prepare(small_img)
-        prep_diff.append(np.mean(np.abs(a.astype(int) - b.astype(int))))
-        big.append(a)
-        small.append(b)
-        male.append(is_male)
-    m = np.asarray(male, np.float32)
-    pa, _ = predict_arrays(predictor.model, np.stack(big), m)
-    pb, _ = predict_arrays(predictor.model, np.stack(small), m)
-    gaps = np.abs(pa - pb)
-    return {
-        "pairs": len(chosen),
-        "mode": predictor.meta.preprocessing.mode,
-        "grey_diff_resize_mean": float(np.mean(raw_diff)),
-        "grey_diff_prepared_mean": float(np.mean(prep_diff)),
-        "gap_months_mean": float(np.mean(gaps)),
-        "gap_months_max": float(np.max(gaps)),
+    pp = predictor.meta.preprocessing
+    if interpolation is not None:
+        pp = dataclasses.replace(pp, interpolation=interpolation)
+        predictor.meta = dataclasses.replace(predictor.meta, preprocessing=pp)
+    side = pp.image_size
+    resize = native.resize_linear if pp.interpolation == "linear" else native.resize_area
+    result: dict[str, float | int | str] = {
+        "mode": pp.mode,
+        "interpolation": pp.interpolation,
     }
+    for road in roads:
+        raw_diff, prep_diff = [], []
+        chosen = pairs(road, rsna)[:limit]
+        big, small, male = [], [], []
+        for _id, other_path, small_path, is_male in chosen:
+            other_img = native.read_gray(other_path)
+            small_img = native.read_gray(small_path)
+            squashed = resize(other_img, side, side)
+            copy = small_img if small_img.shape == (side, side) else resize(small_img, side, side)
+            raw_diff.append(np.mean(np.abs(squashed.astype(int) - copy.astype(int))))
+            a, _, _ = predictor.prepare(other_img)
+            b, _, _ = predictor.prepare(small_img)
+            prep_diff.append(np.mean(np.abs(a.astype(int) - b.astype(int))))
+            big.append(a)
+            small.append(b)
+            male.append(is_male)
+        m = np.asarray(male, np.float32)
+        pa, _ = predict_arrays(predictor.model, np.stack(big), m)
+        pb, _ = predict_arrays(predictor.model, np.stack(small), m)
+        gaps = np.abs(pa - pb)
+        result.update(
+            {
+                f"{road}_pairs": len(chosen),
+                f"{road}_grey_diff_resize_mean": float(np.mean(raw_diff)),
+                f"{road}_grey_diff_prepared_mean": float(np.mean(prep_diff)),
+                f"{road}_gap_months_mean": float(np.mean(gaps)),
+                f"{road}_gap_months_max": float(np.max(gaps)),
+                f"{road}_shift_months_mean": float(np.mean(pa - pb)),
+            }
+        )
+    return result
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", help="model file or run directory (default: the shipped model)")
+    ap.add_argument(
+        "--interpolation",
+        choices=("area", "linear"),
+        help="resize filter to try instead of the model's own",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if not (RSNA / "fullres").is_dir():
         print(f"real RSNA data not found at {RSNA}", file=sys.stderr)
         return 2
-    result = measure(args.model)
+    result = measure(args.model, interpolation=args.interpolation)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
