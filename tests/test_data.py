@@ -207,6 +207,26 @@ def test_flip_only_happens_when_asked(shards):
     assert Augment().flip is False
 
 
+def test_noise_is_bounded_zero_mean_and_only_when_asked():
+    """Pixel noise: off by default; with only noise on, each image differs from the plain one
+    by zero-mean noise whose spread stays within the bound, and values stay in [0, 1]."""
+    from boneage.shards.augment import augment_images
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(40, 216, (64, 24, 24), dtype=np.uint8)  # no clipping at the ends
+    quiet = {"rotation": 0, "shift": 0, "zoom": 0, "brightness": 0, "contrast": 0}
+    plain = augment_images(images, Augment(**quiet), np.random.default_rng(1))
+    noisy = augment_images(images, Augment(**quiet, noise=0.05), np.random.default_rng(1))
+    delta = (noisy - plain).reshape(len(images), -1)
+    spread = delta.std(axis=1)
+    assert noisy.min() >= 0.0 and noisy.max() <= 1.0
+    assert abs(float(delta.mean())) < 2e-3
+    assert spread.max() <= 0.05 * 1.1 and spread.min() < 0.02 < spread.max()
+    assert Augment().noise == 0.0
+    with pytest.raises(ValueError, match="noise"):
+        Augment(noise=-0.1)
+
+
 def tf_warp(images_u8: np.ndarray, affine: np.ndarray) -> np.ndarray:
     """TensorFlow's own bilinear projective transform (zeros outside), as the reference."""
     t = np.concatenate([affine, np.zeros((len(affine), 2), np.float32)], axis=1)

@@ -1,4 +1,4 @@
-"""Training-time augmentation: rotation, shift, zoom, brightness and contrast.
+"""Training-time augmentation: rotation, shift, zoom, brightness, contrast and pixel noise.
 
 The random parameters are drawn here (numpy) and applied by the native batch augmentation
 (one fused pass per pixel, without the GIL); the ``tf.data`` and the TensorFlow-free paths
@@ -40,6 +40,10 @@ class Augment:
       (unwarped) image.
     - ``flip``: mirror left/right with probability 0.5. Off by default: a radiograph's
       left/right is meaningful (and the RSNA hands are mostly left hands).
+    - ``noise``: Gaussian pixel noise added last (then clipped), its standard deviation on
+      the [0, 1] image drawn per image uniform in ``[0, noise]``. Off by default. It teaches
+      the model to ignore grey-level differences of a few levels, which is what separates a
+      film resized by another program (or another scanner's export) from the training copy.
     """
 
     rotation: float = 10.0
@@ -48,9 +52,10 @@ class Augment:
     brightness: float = 0.1
     contrast: float = 0.1
     flip: bool = False
+    noise: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("rotation", "shift", "zoom", "brightness", "contrast"):
+        for name in ("rotation", "shift", "zoom", "brightness", "contrast", "noise"):
             value = getattr(self, name)
             if not (value >= 0):  # also rejects NaN
                 raise ValueError(f"Augment.{name} must be >= 0, got {value!r}")
@@ -123,9 +128,14 @@ def augment_params(
 
 def augment_images(images: np.ndarray, cfg: Augment, rng: np.random.Generator) -> np.ndarray:
     """Augments uint8 images ``(n, S, S)`` to float32 ``(n, S, S)`` in [0, 1] (native, one
-    fused pass per pixel, without the GIL)."""
+    fused pass per pixel, without the GIL; the optional noise is one numpy pass after it)."""
     affine, contrast, brightness = augment_params(rng, len(images), images.shape[1], cfg)
-    return _native.augment_images(images, affine, contrast, brightness)
+    out = _native.augment_images(images, affine, contrast, brightness)
+    if cfg.noise > 0:
+        sigma = rng.uniform(0.0, cfg.noise, len(out)).astype(np.float32)
+        out += rng.standard_normal(out.shape, dtype=np.float32) * sigma[:, None, None]
+        np.clip(out, 0.0, 1.0, out=out)
+    return out
 
 
 def augment_batch(images: np.ndarray, cfg: Augment, rng: np.random.Generator) -> np.ndarray:

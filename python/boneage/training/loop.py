@@ -24,6 +24,7 @@ from boneage.evaluation.predictions import predict_split
 from boneage.settings import SETTINGS_FILE, Preprocessing
 from boneage.shards import find_shards, make_dataset
 from boneage.shards.arrays import split_mean_age
+from boneage.shards.augment import Augment
 from boneage.training import distribution
 from boneage.training.callbacks import standard_callbacks
 from boneage.training.demo import DEMO_SIZES, make_synthetic
@@ -47,6 +48,8 @@ class TrainConfig:
     seed: int = 0
     mixed_precision: str = "auto"
     augment: bool = True
+    # Standard deviation bound of the pixel noise augmentation (Augment.noise); 0: none.
+    noise: float = 0.0
     uncertainty: bool = False
     train_split: str = "train"
     val_split: str = "val"
@@ -114,6 +117,14 @@ def check_records_match(cfg: TrainConfig, pp: Preprocessing) -> None:
                 break
 
 
+def _augment(cfg: TrainConfig) -> Augment | bool:
+    """The training augmentation the run's flags ask for (off, the defaults, or the defaults
+    with pixel noise)."""
+    if not cfg.augment:
+        return False
+    return Augment(noise=cfg.noise) if cfg.noise else True
+
+
 def _policy(mode: str) -> str:
     import keras
 
@@ -161,7 +172,7 @@ def datasets(cfg: TrainConfig) -> tuple[Any, Any, int, int]:
     seed = cfg.seed + 7919 * w.index
     if keras.backend.backend() == "tensorflow":
         train = make_dataset(cfg.data, cfg.train_split, cfg.batch_size, cfg.image_size,
-                             training=True, augment=cfg.augment, seed=seed,
+                             training=True, augment=_augment(cfg), seed=seed,
                              shard=shard)  # fmt: skip
         val = make_dataset(cfg.data, cfg.val_split, cfg.batch_size, cfg.image_size,
                            training=False, shard=shard)  # fmt: skip
@@ -170,7 +181,7 @@ def datasets(cfg: TrainConfig) -> tuple[Any, Any, int, int]:
 
         local = cfg.batch_size // w.count
         train = ShardDataset(cfg.data, cfg.train_split, local, cfg.image_size, training=True,
-                             augment=cfg.augment, seed=seed, shard=shard)  # fmt: skip
+                             augment=_augment(cfg), seed=seed, shard=shard)  # fmt: skip
         # Multi-process JAX assembles each global batch from equal per-process parts, so
         # validation drops partial batches (validation_steps() stops all at the same one).
         val = ShardDataset(cfg.data, cfg.val_split, local, cfg.image_size, training=False,
