@@ -207,6 +207,17 @@ def test_flip_only_happens_when_asked(shards):
     assert Augment().flip is False
 
 
+def test_split_mean_age_is_the_mean_of_the_read_ages(shards):
+    from boneage.shards import read_split
+    from boneage.shards.arrays import split_mean_age
+
+    d, _, _ = shards
+    ages = read_split(d, "train")[2]
+    assert split_mean_age(d, "train") == pytest.approx(float(np.nanmean(ages)), rel=1e-6)
+    with pytest.raises(FileNotFoundError):
+        split_mean_age(d / "nowhere", "train")
+
+
 def test_noise_is_bounded_zero_mean_and_only_when_asked():
     """Pixel noise: off by default; with only noise on, each image differs from the plain one
     by zero-mean noise whose spread stays within the bound, and values stay in [0, 1]."""

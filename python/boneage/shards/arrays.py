@@ -92,9 +92,14 @@ def read_split(data: ShardSource, split: str, image_size: int | None = None) -> 
 
 
 def split_mean_age(data: ShardSource, split: str = "train") -> float:
-    """Mean bone age of a split's labelled records: what the predict-the-mean baseline says."""
-    age = read_split(data, split)[2]
-    age = age[~np.isnan(age)]
-    if not age.size:
+    """Mean bone age of a split's labelled records: what the predict-the-mean baseline says.
+
+    Streams the records and keeps only their ages: a large split's images would otherwise be
+    stacked in memory just to be thrown away.
+    """
+    files = [str(f) for f in find_shards(data, split)]
+    ages = [float(ex["age"]) for ex in _native.read_examples(files) if "age" in ex]
+    ages = [a for a in ages if not np.isnan(a)]
+    if not ages:
         raise ValueError(f"no labelled records in split {split!r} of {data}")
-    return float(age.mean())
+    return float(np.mean(ages))
