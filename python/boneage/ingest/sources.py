@@ -143,6 +143,21 @@ def _limit() -> int:
     return MAX_MEMBER_BYTES
 
 
+def _too_big(size: int) -> str:
+    """The reason for a file or member over the size limit ('' when within it)."""
+    return f"{size} bytes is over the {_limit()} byte limit" if size > _limit() else ""
+
+
+def _member_skip(name: str, kind: str | None, size: int) -> str:
+    """Why an archive member is not an input ('' when it is one): not a regular file (``kind``
+    names what it is), a hidden name, or over the size limit. Zip and tar members go through
+    these same checks in this order, so one member gives one row whichever archive holds it.
+    """
+    if kind is not None:
+        return f"not a regular file ({kind}; not followed)"
+    return HIDDEN if _is_hidden(name) else _too_big(size)
+
+
 def read_regular(path: str | os.PathLike[str], limit: int | None = None) -> bytes:
     """The bytes of a regular file, at most ``limit`` (default :data:`MAX_MEMBER_BYTES`).
 
@@ -178,8 +193,8 @@ def _file_item(path: Path, name: str, st: os.stat_result, via_link: bool) -> Ite
     if not stat.S_ISREG(st.st_mode):
         what = f"symbolic link to a {_kind(st.st_mode)}" if via_link else _kind(st.st_mode)
         return _skipped(label, name, f"not a regular file ({what})")
-    if st.st_size > _limit():
-        return _skipped(label, name, f"{st.st_size} bytes is over the {_limit()} byte limit")
+    if _too_big(st.st_size):
+        return _skipped(label, name, _too_big(st.st_size))
     return _entry(label, name, lambda: read_regular(path))
 
 
@@ -243,12 +258,11 @@ def _zip(path: Path) -> Iterator[Item]:
             continue
         if _posix(name).endswith("/") or stat.S_ISDIR(mode):
             yield _skipped(label, name, _FULL_FOLDER.format(info.file_size))
-        elif mode and not stat.S_ISREG(mode):
-            yield _skipped(label, name, f"not a regular file ({_kind(mode)}; not followed)")
-        elif _is_hidden(name):
-            yield _skipped(label, name, HIDDEN)
-        elif info.file_size > _limit():
-            yield _skipped(label, name, f"{info.file_size} bytes is over the {_limit()} byte limit")
+            continue
+        kind = _kind(mode) if mode and not stat.S_ISREG(mode) else None
+        skip = _member_skip(name, kind, info.file_size)
+        if skip:
+            yield _skipped(label, name, skip)
         else:
             yield _entry(label, name, _reader_zip(zf, info, label))
 
@@ -652,24 +666,24 @@ def _tar_stream(path: Path, stream: _Deferred, compressed: bool) -> Iterator[Ite
             yield _broken(str(path), f"{reason}; members after it may be missing")
 
 
+_TAR_KINDS = {
+    tarfile.SYMTYPE: "symbolic link",
+    tarfile.LNKTYPE: "hard link",
+    tarfile.FIFOTYPE: "FIFO",
+    tarfile.CHRTYPE: "character device",
+    tarfile.BLKTYPE: "block device",
+}
+"""What a non-regular tar member is, in words (tar has hard links, which no stat mode names)."""
+
+
 def _tar_member(tf: tarfile.TarFile, member: tarfile.TarInfo, label: str) -> Item | None:
     name = member.name
     if member.isdir():  # a real folder holds nothing; one with data is a damaged header
         return _skipped(label, name, _FULL_FOLDER.format(member.size)) if member.size else None
-    if not member.isreg():
-        what = (
-            "symbolic link" if member.issym()
-            else "hard link" if member.islnk()
-            else "FIFO" if member.isfifo()
-            else "character device" if member.ischr()
-            else "block device" if member.isblk()
-            else f"type {member.type!r}"
-        )  # fmt: skip
-        return _skipped(label, name, f"not a regular file ({what}; not followed)")
-    if _is_hidden(name):
-        return _skipped(label, name, HIDDEN)
-    if member.size > _limit():
-        return _skipped(label, name, f"{member.size} bytes is over the {_limit()} byte limit")
+    kind = None if member.isreg() else _TAR_KINDS.get(member.type, f"type {member.type!r}")
+    skip = _member_skip(name, kind, member.size)
+    if skip:
+        return _skipped(label, name, skip)
     # A stream cannot go back, so the member is read now, while the stream is on it.
     try:
         f = tf.extractfile(member)
