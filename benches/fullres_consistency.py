@@ -15,8 +15,9 @@ For each road it reports the mean absolute grey-level difference between the fil
 the model's side and the train100 image (before CLAHE: how well the resize reproduces the
 copy), the same between the two prepared inputs (after CLAHE: what the model sees), and the
 mean and largest gap, in months, between the two predictions (without test-time
-augmentation). ``--interpolation`` overrides the model's resize filter, to choose it on
-training films rather than on test images.
+augmentation), and each road's MAE against the label (meaningful with ``--split DATA val``,
+which keeps only films the model did not train on). ``--interpolation`` overrides the model's
+resize filter, to choose it on training films rather than on test images.
 """
 
 from __future__ import annotations
@@ -36,19 +37,27 @@ REPO = Path(__file__).resolve().parents[1]
 RSNA = Path(os.environ.get("BONEAGE_SHARED", REPO.parent / "shared")) / "data" / "rsna"
 
 
-def pairs(road: str, rsna: Path = RSNA) -> list[tuple[str, Path, Path, int]]:
-    """(id, other copy, train100 file, male) for ids in ``train100`` and in ``road``'s
-    subset (``fullres`` or ``299``)."""
+def pairs(road: str, rsna: Path = RSNA) -> list[tuple[str, Path, Path, int, float]]:
+    """(id, other copy, train100 file, male, bone age) for ids in ``train100`` and in
+    ``road``'s subset (``fullres`` or ``299``)."""
     subset = {"fullres": "fullres", "299": "train299"}[road]
     rows = list(csv.DictReader((rsna / "labels.csv").open()))
     male = {r["id"]: int(r["male"] == "True") for r in rows}
+    age = {r["id"]: float(r["boneage"]) for r in rows}
     other = {
         r["id"]: rsna / r["file"]
         for r in rows
         if r["subset"] == subset and "parma_fitted" not in r["file"]
     }
     small = {r["id"]: rsna / r["file"] for r in rows if r["subset"] == "train100"}
-    return [(i, other[i], small[i], male[i]) for i in sorted(other) if i in small]
+    return [(i, other[i], small[i], male[i], age[i]) for i in sorted(other) if i in small]
+
+
+def split_ids(data: Path, split: str) -> set[str]:
+    """The case ids a shard folder's ``manifest.csv`` put in ``split`` (e.g. the validation
+    cases, to compare roads on films the model never trained on)."""
+    with (data / "manifest.csv").open() as f:
+        return {r["id"] for r in csv.DictReader(f) if r["split"] == split and r["status"] == "ok"}
 
 
 def measure(
@@ -57,6 +66,7 @@ def measure(
     limit: int | None = None,
     interpolation: str | None = None,
     roads: tuple[str, ...] = ("fullres", "299"),
+    ids: set[str] | None = None,
 ) -> dict[str, float | int | str]:
     import dataclasses
 
@@ -77,9 +87,11 @@ def measure(
     }
     for road in roads:
         raw_diff, prep_diff = [], []
-        chosen = pairs(road, rsna)[:limit]
+        chosen = [p for p in pairs(road, rsna) if ids is None or p[0] in ids][:limit]
+        if not chosen:
+            continue
         big, small, male = [], [], []
-        for _id, other_path, small_path, is_male in chosen:
+        for _id, other_path, small_path, is_male, _age in chosen:
             other_img = native.read_gray(other_path)
             small_img = native.read_gray(small_path)
             squashed = resize(other_img, side, side)
@@ -95,6 +107,7 @@ def measure(
         pa, _ = predict_arrays(predictor.model, np.stack(big), m)
         pb, _ = predict_arrays(predictor.model, np.stack(small), m)
         gaps = np.abs(pa - pb)
+        truth = np.asarray([p[4] for p in chosen])
         result.update(
             {
                 f"{road}_pairs": len(chosen),
@@ -103,6 +116,8 @@ def measure(
                 f"{road}_gap_months_mean": float(np.mean(gaps)),
                 f"{road}_gap_months_max": float(np.max(gaps)),
                 f"{road}_shift_months_mean": float(np.mean(pa - pb)),
+                f"{road}_mae_months": float(np.mean(np.abs(pa - truth))),
+                f"{road}_mae_months_100px": float(np.mean(np.abs(pb - truth))),
             }
         )
     return result
@@ -116,12 +131,20 @@ def main() -> int:
         choices=("area", "linear"),
         help="resize filter to try instead of the model's own",
     )
+    ap.add_argument(
+        "--split",
+        nargs=2,
+        metavar=("DATA", "SPLIT"),
+        help="only the ids that DATA/manifest.csv puts in SPLIT (e.g. data/rsna100 val: films "
+        "the model did not train on, where the MAE of each road means something)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if not (RSNA / "fullres").is_dir():
         print(f"real RSNA data not found at {RSNA}", file=sys.stderr)
         return 2
-    result = measure(args.model, interpolation=args.interpolation)
+    ids = split_ids(Path(args.split[0]), args.split[1]) if args.split else None
+    result = measure(args.model, interpolation=args.interpolation, ids=ids)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
