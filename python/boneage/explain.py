@@ -295,7 +295,7 @@ def hand_mask(prepared: np.ndarray) -> np.ndarray:
         (labels == biggest).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
     )
     region = np.zeros(img.shape, np.uint8)
-    cv2.fillPoly(region, [cv2.convexHull(np.vstack(contours))], 1)
+    cv2.fillPoly(region, [cv2.convexHull(np.vstack(contours))], (1,))
     return region > 0
 
 
@@ -312,7 +312,7 @@ def overlay(
     import cv2
 
     grey = enlarge(prepared, size)
-    h = np.clip(np.asarray(heat, np.float32), 0.0, 1.0)
+    h: np.ndarray = np.clip(np.asarray(heat, np.float32), 0.0, 1.0)
     if h.shape != grey.shape:
         h = cv2.resize(h, grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
         h = np.clip(h, 0.0, 1.0)
@@ -337,7 +337,7 @@ def png_bytes(image: np.ndarray) -> bytes:
     """PNG encoding of a grey ``(H, W)`` or RGB ``(H, W, 3)`` uint8 image."""
     import cv2
 
-    img = np.ascontiguousarray(image, np.uint8)
+    img: np.ndarray = np.ascontiguousarray(image, np.uint8)
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".png", img)

@@ -108,13 +108,13 @@ def plot_history(
     fig = _new_figure(10.0, 7.0)
     axes = fig.subplots(2, 2)
     for ax, (label, names) in zip(axes.flat, _PANELS, strict=True):
-        curves = [("train", _first(hist, names, "")), ("validation", _first(hist, names, "val_"))]
-        curves = [(name, np.asarray(v, dtype=np.float64)) for name, v in curves if len(v)]
+        logged = [("train", _first(hist, names, "")), ("validation", _first(hist, names, "val_"))]
+        curves = [(name, np.asarray(v, dtype=np.float64)) for name, v in logged if len(v)]
         if not curves:
             ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
         for name, values in curves:
             ax.plot(np.arange(1, values.size + 1), values, marker=".", label=name)
-        finite = np.concatenate([v[np.isfinite(v)] for _, v in curves]) if curves else []
+        finite = np.concatenate([v[np.isfinite(v)] for _, v in curves]) if curves else np.empty(0)
         if len(finite) and np.all(finite > 0.0):
             ax.set_yscale("log")
         ax.set_title(label)

@@ -381,7 +381,8 @@ def build(pipeline: beam.Pipeline, job: Job, parts: list[tuple[int, list[Ref]]])
         | "Spread" >> beam.Reshuffle()
         | "Process" >> beam.ParDo(_ProcessPart(job))
     )
-    alone, spread = outs | "ByCopies" >> beam.Partition(lambda o, _: int(o.ref.spread), 2)
+    # Beam annotates Partition's fn as WithTypeHints; it documents and wraps a plain callable.
+    alone, spread = outs | "ByCopies" >> beam.Partition(lambda o, _: int(o.ref.spread), 2)  # type: ignore[arg-type]
     settled = (
         spread
         | "ById" >> beam.Map(lambda o: (o.ref.case_id, o))

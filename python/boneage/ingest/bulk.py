@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -351,8 +351,9 @@ class Job:
         if o.mode == "squash":
             return self.squash_all(datas)
         if o.engine == "native" and o.localiser in ("native", "none"):
+            localiser = cast("Literal['native', 'none']", o.localiser)
             imgs, infos, errors = native.process_encoded(
-                [bytes(d) for d in datas], labels, o.localiser, o.size, o.clip_limit,
+                [bytes(d) for d in datas], labels, localiser, o.size, o.clip_limit,
                 o.tile_grid, hands.MARGIN, None, o.max_pixels,
             )  # fmt: skip
             out: list[Any] = [(imgs[i], infos[i]) for i in range(len(datas))]
@@ -458,10 +459,9 @@ class Job:
         rows += self.rows_without_image({r["id"] for r in rows if r["id"]})
 
         counts = Counter(r["split"] for r in rows if r["status"] == "ok")
+        compression = cast("Literal['GZIP'] | None", self.o.compression)  # the writer checks it
         writers = {
-            split: native.ShardWriter(
-                str(self.out), split, self.num_shards(n), self.o.compression
-            )
+            split: native.ShardWriter(str(self.out), split, self.num_shards(n), compression)
             for split, n in sorted(counts.items())
         }  # fmt: skip
         try:
@@ -552,7 +552,7 @@ def _differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
                 paths = [p for p, _ in new_files]
                 if [p for p, _ in old_files] == paths:
                     pairs = zip(old_files, new_files, strict=True)
-                    changed = [p for (p, a), (_, b) in pairs if a != b]
+                    changed = [p for (_, a), (p, b) in pairs if a != b]  # same paths both
                     diffs.append(f"label file content changed ({', '.join(changed)})")
                 else:
                     was = [p for p, _ in old_files]

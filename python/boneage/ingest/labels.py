@@ -24,7 +24,7 @@ import csv
 import io
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,7 +175,7 @@ def _csv(path: Path) -> tuple[list[str], Iterator[tuple[dict[str, str], int]]]:
     return header, rows()
 
 
-def read_labels(paths: list[str | os.PathLike[str]]) -> LabelTable:
+def read_labels(paths: Sequence[str | os.PathLike[str]]) -> LabelTable:
     """Reads and merges label CSVs; later files never silently override earlier ones."""
     table = LabelTable()
     for p in paths:

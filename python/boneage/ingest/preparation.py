@@ -8,13 +8,18 @@ same code.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from boneage import _native as native
 from boneage.ingest import hands
 from boneage.settings import Preprocessing
+
+
+def _grid(pp: Preprocessing) -> tuple[int, int]:
+    """``pp.tile_grid`` as the ``(columns, rows)`` tuple the native calls take."""
+    return cast("tuple[int, int]", tuple(pp.tile_grid))
 
 
 def squash(img: np.ndarray, pp: Preprocessing) -> np.ndarray:
@@ -27,7 +32,7 @@ def squash(img: np.ndarray, pp: Preprocessing) -> np.ndarray:
     side = int(pp.image_size)
     resize = native.resize_linear if pp.interpolation == "linear" else native.resize_area
     small = img if img.shape == (side, side) else resize(img, side, side)
-    return native.clahe(small, float(pp.clip_limit), tuple(pp.tile_grid))
+    return native.clahe(small, float(pp.clip_limit), _grid(pp))
 
 
 def prepare(
@@ -43,5 +48,5 @@ def prepare(
     if pp.mode == "squash":
         return squash(img, pp), "none", hands.whole(img)
     found = hands.choose(img, pp.localiser, landmarks=landmarks, detector=detector)
-    out = native.preprocess(img, found.box, pp.image_size, pp.clip_limit, tuple(pp.tile_grid))
+    out = native.preprocess(img, found.box, pp.image_size, pp.clip_limit, _grid(pp))
     return out, found.localiser, found.box

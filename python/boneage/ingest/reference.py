@@ -46,7 +46,7 @@ def pad_to_square(img: np.ndarray) -> np.ndarray:
     m = max(h, w)
     x_pad, y_pad = (m - w) // 2, (m - h) // 2
     return cv2.copyMakeBorder(
-        img, y_pad, m - h - y_pad, x_pad, m - w - x_pad, cv2.BORDER_CONSTANT, value=0
+        img, y_pad, m - h - y_pad, x_pad, m - w - x_pad, cv2.BORDER_CONSTANT, value=(0,)
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import os
 import stat
@@ -25,7 +26,7 @@ import struct
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -537,10 +538,10 @@ class _WatchedInfo(tarfile.TarInfo):
     record is not shared.
     """
 
-    last_error: type[Exception] | None = None
+    last_error: type[tarfile.HeaderError] | None = None
 
     @classmethod
-    def frombuf(cls, buf: bytes, encoding: str, errors: str) -> tarfile.TarInfo:
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> _WatchedInfo:
         try:
             info = super().frombuf(buf, encoding, errors)
         except tarfile.HeaderError as e:
@@ -554,13 +555,20 @@ _CUT_WORDS = ("unexpected end of data", "ended before the end-of-stream marker")
 """tarfile's and the decompressors' words for data that stops inside a member: the file (or
 its compressed stream) ends there."""
 
+# tarfile's header errors by cause: real classes of the module, left out of its type stubs
+# (typeshed) as undocumented.
+_EOFHeaderError: type[tarfile.HeaderError] = tarfile.EOFHeaderError  # type: ignore[attr-defined]
+_EmptyHeaderError: type[tarfile.HeaderError] = tarfile.EmptyHeaderError  # type: ignore[attr-defined]
+_TruncatedHeaderError: type[tarfile.HeaderError] = tarfile.TruncatedHeaderError  # type: ignore[attr-defined]
+_InvalidHeaderError: type[tarfile.HeaderError] = tarfile.InvalidHeaderError  # type: ignore[attr-defined]
+
 _TAR_ENDS = {
-    tarfile.EmptyHeaderError: "archive ends without its end marker (cut off?)",
-    tarfile.TruncatedHeaderError: "archive cut off inside a header",
-    tarfile.InvalidHeaderError: "damaged header",
+    _EmptyHeaderError: "archive ends without its end marker (cut off?)",
+    _TruncatedHeaderError: "archive cut off inside a header",
+    _InvalidHeaderError: "damaged header",
 }
 
-_DECOMPRESSORS: tuple[tuple[bytes, Callable[[IO[bytes]], IO[bytes]]], ...] = (
+_DECOMPRESSORS: tuple[tuple[bytes, Callable[[IO[bytes]], io.BufferedIOBase]], ...] = (
     (b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb")),
     (b"BZh", lambda f: bz2.BZ2File(f, "rb")),
     (b"\xfd7zXZ\x00", lambda f: lzma.LZMAFile(f, "rb")),
@@ -623,7 +631,9 @@ def _tar(path: Path) -> Iterator[Item]:
 def _tar_stream(path: Path, stream: _Deferred, compressed: bool) -> Iterator[Item]:
     watch: type[_WatchedInfo] = type("_Watch", (_WatchedInfo,), {"last_error": None})
     try:
-        tf = tarfile.open(fileobj=stream, mode="r|", tarinfo=watch)  # type: ignore[arg-type]
+        # typeshed wants a fileobj that can also write, tell and seek; stream mode ("r|")
+        # only ever reads it.
+        tf = tarfile.open(fileobj=stream, mode="r|", tarinfo=watch)  # type: ignore[call-overload]
     except ARCHIVE_ERRORS as e:
         yield _broken(str(path), f"not a readable tar archive ({_describe(e)})")
         return
@@ -647,8 +657,8 @@ def _tar_stream(path: Path, stream: _Deferred, compressed: bool) -> Iterator[Ite
             last_cut = _is_cut(item.skip)
         last = member.name
     end = watch.last_error
-    if end is not None and end is not tarfile.EOFHeaderError:
-        if last_cut and end in (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError):
+    if end is not None and end is not _EOFHeaderError:
+        if last_cut and end in (_EmptyHeaderError, _TruncatedHeaderError):
             return  # the cut member's own row already says the archive ends there
         reason = _TAR_ENDS.get(end, "damaged archive")
         yield _broken(str(path), f"{reason} after {last}; nothing after it is readable")
@@ -703,7 +713,7 @@ def is_archive(path: Path) -> bool:
     return name.endswith((".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz"))
 
 
-def check_inputs(inputs: list[str | os.PathLike[str]]) -> None:
+def check_inputs(inputs: Sequence[str | os.PathLike[str]]) -> None:
     """Raises ``FileNotFoundError`` naming the first input that does not exist, so a typo
     fails the run before any work rather than after the inputs before it."""
     for raw in inputs:
@@ -711,7 +721,7 @@ def check_inputs(inputs: list[str | os.PathLike[str]]) -> None:
             raise FileNotFoundError(f"input not found: {raw}")
 
 
-def iter_items(inputs: list[str | os.PathLike[str]]) -> Iterator[Item]:
+def iter_items(inputs: Sequence[str | os.PathLike[str]]) -> Iterator[Item]:
     """Yields every entry of every input, in order. Missing inputs raise ``FileNotFoundError``."""
     for raw in inputs:
         path = Path(raw)
@@ -735,7 +745,7 @@ def iter_items(inputs: list[str | os.PathLike[str]]) -> Iterator[Item]:
             yield _file_item(path, path.name, st, path.is_symlink())
 
 
-def count_items(inputs: list[str | os.PathLike[str]]) -> int | None:
+def count_items(inputs: Sequence[str | os.PathLike[str]]) -> int | None:
     """The number of items, when it is cheap to know (folders, zips); None for tar streams
     and for zips that need :func:`_zip_scan`. Only sizes a progress bar: never raises."""
     total = 0

@@ -68,6 +68,7 @@ def read_records(
                     "preprocess them again into one --out"
                 )
         elif image.shape != (image_size, image_size):
+            assert image_size is not None  # keep_size is False
             image = area_resize(image, image_size)
         images.append(image)
         males.append(int(ex["male"]))

@@ -259,14 +259,15 @@ def make_dataset(
 
     rng = np.random.default_rng(seed)
 
-    def augment(images: np.ndarray) -> np.ndarray:
+    def augment_batch(images: np.ndarray) -> np.ndarray:
+        assert aug is not None  # to_model maps it only when there is an augmentation
         return augment_images(images[..., 0], aug, rng)[..., None]
 
     def to_model(image: tf.Tensor, male: tf.Tensor, *age: tf.Tensor) -> Any:
         if aug is None:
             x = tf.cast(image, tf.float32) * (1.0 / 255.0)
         else:
-            x = tf.numpy_function(augment, [image], tf.float32, stateful=True)
+            x = tf.numpy_function(augment_batch, [image], tf.float32, stateful=True)
             x.set_shape(image.shape)
         inputs = {"image": x, "male": tf.cast(male, tf.float32)[:, None]}
         return (inputs, age[0]) if labels else inputs

@@ -258,7 +258,7 @@ def scope(mode: str = "auto") -> Iterator[dict[str, Any]]:
             yield info
         return
     found = devices() if mode != "off" else []
-    info: dict[str, Any] = {"strategy": "none", "devices": found, "replicas": 1, "workers": 1}
+    info = {"strategy": "none", "devices": found, "replicas": 1, "workers": 1}
     if len(found) < 2:
         yield info
         return

@@ -76,7 +76,7 @@ def data_preprocessing(cfg: TrainConfig) -> Preprocessing:
     Shards written before settings travelled with the data have no ``preprocessing.json``:
     then the flags (or the paper's defaults) are taken at their word, with a warning.
     """
-    flags = {
+    flags: dict[str, Any] = {
         "image_size": cfg.image_size,
         "clip_limit": cfg.clip_limit,
         "tile_grid": cfg.tile_grid,
@@ -156,6 +156,8 @@ def datasets(cfg: TrainConfig) -> tuple[Any, Any, int, int]:
     """
     import keras
 
+    # run() sets cfg.image_size from the data's preprocessing before it asks for these.
+    assert cfg.image_size is not None
     w = distribution.worker()
     n_train = native.count_records([str(f) for f in find_shards(cfg.data, cfg.train_split)])
     if n_train < cfg.batch_size:
@@ -365,6 +367,7 @@ def warm_start(cfg: TrainConfig, pp: Preprocessing) -> Any:
     A model's architecture, output head and preprocessing travel inside it; each must be what
     this run builds and what the data holds, else the run would silently train something else.
     """
+    assert cfg.init_from is not None  # run() calls this only when it is set
     model, meta = modelio.load(cfg.init_from)
     if meta.model_name and meta.model_name != cfg.model:
         raise ValueError(
@@ -433,7 +436,7 @@ def finish(
         split = cfg.val_split  # no test split: report on validation, and say so
     pred = predict_split(best, cfg.data, split, batch_size=cfg.batch_size)
     mean_age = split_mean_age(cfg.data, cfg.train_split)
-    result = m.regression_metrics(pred.y_true, pred.y_pred)
+    result: dict[str, Any] = m.regression_metrics(pred.y_true, pred.y_pred)
     result.update(
         split=split,
         baseline_mae=m.baseline_mae(mean_age, pred.y_true),
