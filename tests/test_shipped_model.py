@@ -61,6 +61,25 @@ def test_shipped_model_is_accurate_on_real_test_films():
     assert float(np.mean(errors)) < MAE_BOUND, errors
 
 
+def test_full_films_reach_the_shipped_model_as_its_training_copies_did():
+    """The shipped model's own preparation of a full-resolution film stays close to that of
+    the film's public 100 px copy, the image it learned from: about 2.4 grey levels with the
+    matching resize filter, 6.4 with area resizing (docs/results.md), so a model shipped with
+    the wrong filter fails here."""
+    rsna = rsna_dir("fullres").parent
+    rows = list(csv.DictReader((rsna / "labels.csv").open()))
+    small = {r["id"]: rsna / r["file"] for r in rows if r["subset"] == "train100"}
+    pairs = [(rsna / r["file"], small[r["id"]]) for r in rows
+             if r["subset"] == "fullres" and r["id"] in small
+             and "parma_fitted" not in r["file"]][:8]  # fmt: skip
+    predictor = Predictor()
+    diffs = [
+        np.mean(np.abs(predictor.prepare(big)[0].astype(int) - predictor.prepare(copy)[0]))
+        for big, copy in pairs
+    ]
+    assert len(diffs) == 8 and float(np.mean(diffs)) < 4.0, diffs
+
+
 def test_predict_cli_works_out_of_the_box(tmp_path):
     """``python -m boneage.predict hand.png --sex F`` with no --model: the first thing a new
     user runs."""
