@@ -10,7 +10,7 @@ import pytest
 
 from boneage import _native as native
 from boneage.settings import SETTINGS_FILE, Preprocessing
-from shared_data import rsna_dir
+from shared_data import full_films_with_copies, rsna_dir
 
 
 def test_round_trip_and_validation(tmp_path):
@@ -86,14 +86,7 @@ def test_linear_squash_reproduces_the_public_100px_copies():
     """The public train100 copies were made by a plain bilinear resize of the full film:
     INTER_LINEAR reproduces them several times more closely than INTER_AREA (the measurement
     behind ``interpolation``; benches/fullres_consistency.py reports it on all 41 films)."""
-    import csv
-
-    rsna = rsna_dir("fullres").parent
-    rows = list(csv.DictReader((rsna / "labels.csv").open()))
-    small = {r["id"]: rsna / r["file"] for r in rows if r["subset"] == "train100"}
-    full = [(rsna / r["file"], small[r["id"]]) for r in rows
-            if r["subset"] == "fullres" and r["id"] in small
-            and "parma_fitted" not in r["file"]][:6]  # fmt: skip
+    full = full_films_with_copies(6)
     diff: dict[str, list[float]] = {"area": [], "linear": []}
     for big, copy in full:
         img, ref = native.read_gray(big), native.read_gray(copy).astype(int)

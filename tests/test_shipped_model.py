@@ -16,7 +16,7 @@ import numpy as np
 
 from boneage import modelio
 from boneage.inference import SHIPPED, Predictor, default_model
-from shared_data import rsna_dir
+from shared_data import full_films_with_copies, rsna_dir
 
 # Generous: the shipped model's test MAE is reported in docs/results.md; a model that lost
 # its preprocessing or its weights lands far above this (predicting the mean: 35.5 months).
@@ -66,12 +66,7 @@ def test_full_films_reach_the_shipped_model_as_its_training_copies_did():
     the film's public 100 px copy, the image it learned from: about 2.4 grey levels with the
     matching resize filter, 6.4 with area resizing (docs/results.md), so a model shipped with
     the wrong filter fails here."""
-    rsna = rsna_dir("fullres").parent
-    rows = list(csv.DictReader((rsna / "labels.csv").open()))
-    small = {r["id"]: rsna / r["file"] for r in rows if r["subset"] == "train100"}
-    pairs = [(rsna / r["file"], small[r["id"]]) for r in rows
-             if r["subset"] == "fullres" and r["id"] in small
-             and "parma_fitted" not in r["file"]][:8]  # fmt: skip
+    pairs = full_films_with_copies(8)
     predictor = Predictor()
     diffs = [
         np.mean(np.abs(predictor.prepare(big)[0].astype(int) - predictor.prepare(copy)[0]))
