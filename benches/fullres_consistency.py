@@ -73,14 +73,13 @@ def measure(
     from boneage import _native as native
     from boneage.evaluation.predictions import predict_arrays
     from boneage.inference import Predictor
+    from boneage.ingest.preparation import squash_resize
 
     predictor = Predictor(model)
     pp = predictor.meta.preprocessing
     if interpolation is not None:
         pp = dataclasses.replace(pp, interpolation=interpolation)
         predictor.meta = dataclasses.replace(predictor.meta, preprocessing=pp)
-    side = pp.image_size
-    resize = native.resize_linear if pp.interpolation == "linear" else native.resize_area
     result: dict[str, float | int | str] = {
         "mode": pp.mode,
         "interpolation": pp.interpolation,
@@ -94,8 +93,8 @@ def measure(
         for _id, other_path, small_path, is_male, _age in chosen:
             other_img = native.read_gray(other_path)
             small_img = native.read_gray(small_path)
-            squashed = resize(other_img, side, side)
-            copy = small_img if small_img.shape == (side, side) else resize(small_img, side, side)
+            squashed = squash_resize(other_img, pp)
+            copy = squash_resize(small_img, pp)
             raw_diff.append(np.mean(np.abs(squashed.astype(int) - copy.astype(int))))
             a, _, _ = predictor.prepare(other_img)
             b, _, _ = predictor.prepare(small_img)

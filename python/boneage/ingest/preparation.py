@@ -22,6 +22,16 @@ def _grid(pp: Preprocessing) -> tuple[int, int]:
     return cast("tuple[int, int]", tuple(pp.tile_grid))
 
 
+def squash_resize(img: np.ndarray, pp: Preprocessing) -> np.ndarray:
+    """The ``squash`` mode's resize alone: the whole film to ``pp.image_size`` squared with
+    ``pp.interpolation`` (an image already at that size is kept as it is)."""
+    side = int(pp.image_size)
+    if img.shape == (side, side):
+        return img
+    resize = native.resize_linear if pp.interpolation == "linear" else native.resize_area
+    return resize(img, side, side)
+
+
 def squash(img: np.ndarray, pp: Preprocessing) -> np.ndarray:
     """The whole film, resized to a square with ``pp.interpolation`` (aspect ratio not
     kept), then CLAHE.
@@ -29,10 +39,7 @@ def squash(img: np.ndarray, pp: Preprocessing) -> np.ndarray:
     Resizing first and equalising second makes the result independent of the input's
     resolution: a full-resolution film and its 100 px copy give nearly the same image.
     """
-    side = int(pp.image_size)
-    resize = native.resize_linear if pp.interpolation == "linear" else native.resize_area
-    small = img if img.shape == (side, side) else resize(img, side, side)
-    return native.clahe(small, float(pp.clip_limit), _grid(pp))
+    return native.clahe(squash_resize(img, pp), float(pp.clip_limit), _grid(pp))
 
 
 def prepare(
