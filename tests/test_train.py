@@ -233,3 +233,21 @@ def test_short_run_on_real_images_beats_the_mean(tmp_path):
     assert m["split"] == "val"  # no test split here: reported on validation
     assert m["mae"] < m["baseline_mae"], m
     assert native.count_records([str(p) for p in data.glob("val-*")]) == m["n"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "why"),
+    [
+        (["--noise", "-0.1"], "--noise must be in"),
+        (["--no-augment", "--noise", "0.02"], "--noise is part of the augmentation"),
+    ],
+)
+def test_noise_flag_refuses_what_it_cannot_do(argv, why, capsys):
+    """A negative noise, or noise with augmentation off (where it would be silently
+    dropped), is a usage error before anything loads."""
+    from boneage.train import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert why in capsys.readouterr().err

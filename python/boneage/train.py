@@ -124,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0.0 <= args.noise < 1.0:  # also refuses NaN
         parser.error(f"--noise must be in [0, 1) (a standard deviation on the [0, 1] image), "
                      f"got {args.noise}")  # fmt: skip
+    if args.noise and not args.augment:
+        parser.error("--noise is part of the augmentation: drop --no-augment or --noise")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from boneage.training import distribution
 
