@@ -124,6 +124,21 @@ def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):
         train(TrainConfig(**cfg))
 
 
+def test_init_from_refuses_an_ensemble(demo_run, tmp_path):
+    """Fine-tuning an ensemble as one network would pull its members together: refused."""
+    from boneage import modelio
+    from boneage.models.ensemble import ensemble
+    from boneage.training.loop import TrainConfig, train
+
+    a, meta = modelio.load(demo_run / "best.keras")
+    b, _ = modelio.load(demo_run / "best.keras")
+    path = modelio.save(ensemble([a, b]), tmp_path / "ensemble.keras", meta)
+    cfg = json.loads((demo_run / "config.json").read_text())
+    cfg.update(out=str(tmp_path / "tuned"), epochs=1, demo=False, init_from=str(path))
+    with pytest.raises(ValueError, match="is an ensemble of 2 models"):
+        train(TrainConfig(**cfg))
+
+
 def test_evaluate_cli_and_predict_agree(demo_run, tmp_path, capsys):
     from boneage.evaluate import main as evaluate_main
     from boneage.inference import Predictor

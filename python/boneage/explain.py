@@ -36,6 +36,9 @@ The heatmap explains the plain prediction; test-time augmentation copies are not
 (the estimate returned next to it by :meth:`boneage.Predictor.explain` is the usual one,
 TTA included, so it equals what ``predict`` prints). :func:`overlay` draws it over the
 prepared grey image as a colour map, the picture the CLI and the web app show.
+
+An ensemble (:mod:`boneage.models.ensemble`) has no single feature map: :func:`explainer`
+explains each member as above and averages their heatmaps (:class:`EnsembleCam`).
 """
 
 from __future__ import annotations
@@ -50,10 +53,12 @@ if TYPE_CHECKING:
     from boneage.inference import Estimate
 
 __all__ = [
+    "EnsembleCam",
     "Explanation",
     "GradCam",
     "Maps",
     "enlarge",
+    "explainer",
     "feature_layer",
     "gradcam",
     "gradient",
@@ -257,6 +262,50 @@ class GradCam:
         return lambda feats: target(head([feats, male], training=False))
 
 
+@dataclass
+class EnsembleCam:
+    """Grad-CAM for an ensemble (:mod:`boneage.models.ensemble`): each member explained on
+    its own, their heatmaps averaged and scaled back to a maximum of 1.
+
+    A member's map shows what moved *its* estimate away from *its* baseline; the average
+    shows where the members, together, found their evidence. ``output`` and ``baseline`` are
+    the members' means, so ``output`` is the ensemble's own plain estimate.
+    """
+
+    model: Any
+    parts: list[GradCam]
+
+    @property
+    def layer(self) -> str:
+        """``member/layer`` of every member, comma separated."""
+        return ", ".join(f"{p.model.name}/{p.layer}" for p in self.parts)
+
+    def __call__(self, images: np.ndarray, male: np.ndarray) -> np.ndarray:
+        return self.maps(images, male).heat
+
+    def maps(self, images: np.ndarray, male: np.ndarray) -> Maps:
+        each = [p.maps(images, male) for p in self.parts]
+        heat = np.mean([m.heat for m in each], axis=0)
+        top = heat.max(axis=(1, 2), keepdims=True)
+        heat = np.where(top > 0, heat / np.where(top > 0, top, 1.0), 0.0).astype(np.float32)
+        return Maps(
+            heat=heat,
+            output=np.mean([m.output for m in each], axis=0),
+            baseline=np.mean([m.baseline for m in each], axis=0),
+        )
+
+
+def explainer(model: Any, layer: str | None = None) -> GradCam | EnsembleCam:
+    """The Grad-CAM for ``model``: member by member for an ensemble (``layer`` then names the
+    feature map inside every member), else :meth:`GradCam.of`."""
+    from boneage.models.ensemble import members
+
+    parts = members(model)
+    if parts:
+        return EnsembleCam(model, [GradCam.of(m, layer) for m in parts])
+    return GradCam.of(model, layer)
+
+
 def _upsample_normalised(cam: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
@@ -269,8 +318,8 @@ def _upsample_normalised(cam: np.ndarray, size: int) -> np.ndarray:
 def gradcam(
     model: Any, images: np.ndarray, male: np.ndarray, layer: str | None = None
 ) -> np.ndarray:
-    """Grad-CAM heatmaps ``(N, S, S)`` in ``[0, 1]`` (a one-off :class:`GradCam`)."""
-    return GradCam.of(model, layer)(images, male)
+    """Grad-CAM heatmaps ``(N, S, S)`` in ``[0, 1]`` (a one-off :func:`explainer`)."""
+    return explainer(model, layer)(images, male)
 
 
 def hand_mask(prepared: np.ndarray) -> np.ndarray:

@@ -87,7 +87,7 @@ class Predictor:
         self.model, self.meta = modelio.load(self.path)
         self.tta = self.meta.tta_or(tta)
         self._detector: Any = None
-        self._gradcam: Any = None  # boneage.explain.GradCam, made on first use
+        self._gradcam: Any = None  # boneage.explain.explainer(model), made on first use
 
     def prepare(self, image: ImageInput) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
         """Decode and prepare the image as the model's training images were (its mode)."""
@@ -174,12 +174,12 @@ class Predictor:
         ``max_pixels``: refuse larger images (default: the decoder's own limit, as
         :meth:`estimate`); the web app passes its limit so that DICOM is held to it too.
         """
-        from boneage.explain import Explanation, GradCam
+        from boneage.explain import Explanation, explainer
 
         img, info = load_image(image, max_pixels)
         est, pre = self._estimate(image, img, info, male, default_male)
         if self._gradcam is None:
-            self._gradcam = GradCam.of(self.model)
+            self._gradcam = explainer(self.model)
         maps = self._gradcam.maps(pre[None], np.array([est.male]))
         return Explanation(
             image=img,

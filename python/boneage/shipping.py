@@ -1,4 +1,4 @@
-"""``python -m boneage.shipping RUN``: make a run's best model the package's shipped default.
+"""``python -m boneage.shipping RUN [RUN ...]``: make a run's best model the package's default.
 
 For maintainers. Two choices are made on the run's *validation* split (never on test data):
 
@@ -10,6 +10,12 @@ For maintainers. Two choices are made on the run's *validation* split (never on 
 The chosen TTA count is recorded in the model file next to the preprocessing; the optimizer
 state is dropped (a shipped model only predicts, and the file must stay small enough for the
 wheel); the model is written to ``boneage/shipped/``, replacing the previous model there.
+
+Given several runs (``shipped`` names the model in the package now), each is prepared as above
+and their average, an ensemble (:mod:`boneage.models.ensemble`), is scored too; the best of
+the members and the ensemble on validation ships. Independently trained networks err partly
+independently, so their average usually beats each; the comparison keeps an ensemble that
+does not from doubling the cost of every prediction for nothing.
 
 The provenance it keeps names the data folder and the training command as they were typed,
 not absolute paths of the machine that trained it.
@@ -76,15 +82,33 @@ def recalibrate_bn(model: Any, data: str, split: str, batch_size: int = 128) -> 
     return k
 
 
-def ship(
-    run: str, data: str | None, split: str, candidates: Sequence[int], train_split: str = "train"
-) -> dict[str, Any]:
+def _run_data(run: str) -> str:
+    """The shard folder a run trained on (its ``config.json``)."""
+    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
+    config = run_dir / "config.json"
+    if not config.is_file():
+        raise ValueError(f"{run}: no config.json next to it to name its data; give --data")
+    return str(json.loads(config.read_text())["data"])
+
+
+def _resolve_run(run: str) -> str:
+    """``shipped`` names the model now in the package (so it can join an ensemble)."""
+    from boneage.inference import default_model
+
+    return str(default_model()) if run == "shipped" else run
+
+
+def prepare(
+    run: str, data: str, split: str, candidates: Sequence[int], train_split: str = "train"
+) -> tuple[Any, Any, dict[str, Any]]:
+    """One run's model ready to ship: precise BN kept or not, TTA chosen, on ``split``.
+
+    Returns the model, its metadata (with ``tta`` and ``choices_on_validation`` set) and
+    those choices, including ``best_mae``, the validation MAE at the chosen TTA.
+    """
     from boneage import modelio
 
     model, meta = modelio.load(run)
-    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
-    if data is None:
-        data = json.loads((run_dir / "config.json").read_text())["data"]
     plain = choose_tta(model, data, split, candidates)
     recalibrated, _ = modelio.load(run)
     batches = recalibrate_bn(recalibrated, data, train_split)
@@ -93,30 +117,131 @@ def ship(
     maes = precise if use_precise else plain
     if use_precise:
         model = recalibrated
-    best = min(maes, key=lambda n: (round(maes[n], 2), n))
-    meta.extra["tta"] = best
-    meta.extra["choices_on_validation"] = {
+    best = _best_tta(maes)
+    choices = {
         "split": split,
         "val_mae_by_tta_training_bn": plain,
         "val_mae_by_tta_precise_bn": precise,
         "precise_bn": {"used": use_precise, "batches": batches, "from_split": train_split},
     }
+    meta.extra["tta"] = best
+    meta.extra["choices_on_validation"] = choices
+    return model, meta, {**choices, "best_mae": maes[best]}
+
+
+def _best_tta(maes: dict[int, float]) -> int:
+    """The fewest copies among those tied (to 0.01 month) for the lowest MAE."""
+    return min(maes, key=lambda n: (round(maes[n], 2), n))
+
+
+def _ensemble_meta(metas: Sequence[Any], runs: Sequence[str]) -> Any:
+    """Metadata of an ensemble: the members' shared preprocessing, each member's provenance.
+
+    Members must agree on every preprocessing setting: an ensemble is used with one
+    preparation of the image, so a member trained on another would be fed wrong inputs.
+    """
+    from boneage import modelio
+
+    first = metas[0].preprocessing
+    for meta, run in zip(metas, runs, strict=True):
+        if meta.preprocessing != first:
+            raise ValueError(
+                f"{run} was trained on {meta.preprocessing.to_dict()}, {runs[0]} on "
+                f"{first.to_dict()}: ensemble members must share their preprocessing"
+            )
+        if meta.uncertainty:
+            raise ValueError(f"{run} predicts an uncertainty; ensembles average ages only")
+    names = sorted({m.model_name for m in metas})
+    arch = names[0] if len(names) == 1 else "+".join(names)
+    data = sorted({str(m.extra.get("trained_on", "")) for m in metas})
+    return modelio.ModelMeta(
+        preprocessing=first,
+        model_name=f"ensemble{len(metas)}-{arch}",
+        extra={
+            "trained_on": data[0] if len(data) == 1 else "+".join(data),
+            "command": "\n".join(str(m.extra.get("command", "")) for m in metas),
+            "members": [{"model_name": m.model_name, **m.extra} for m in metas],
+        },
+    )
+
+
+def ship(
+    run: str | Sequence[str],
+    data: str | None,
+    split: str,
+    candidates: Sequence[int],
+    train_split: str = "train",
+) -> dict[str, Any]:
+    """Ships one run's model, or the best on ``split`` of several runs and their average.
+
+    With several runs each is prepared on its own (:func:`prepare`), then their average
+    (:func:`boneage.models.ensemble.ensemble`) is scored at every TTA count; whichever of
+    the members and the ensemble has the lowest validation MAE is shipped, and every figure
+    is recorded. ``data`` defaults to the first run's; all are scored on that one split, so
+    the runs must have held out the same validation cases.
+    """
+    from boneage.models.ensemble import ensemble
+
+    runs = [_resolve_run(r) for r in ([run] if isinstance(run, str) else run)]
+    if not runs:
+        raise ValueError("give at least one run")
+    data = data or _run_data(runs[0])
+    prepared = [prepare(r, data, split, candidates, train_split) for r in runs]
+    if len(prepared) == 1:
+        model, meta, choices = prepared[0]
+    else:
+        meta = _ensemble_meta([m for _, m, _ in prepared], runs)
+        combined = ensemble([m for m, _, _ in prepared])
+        maes = choose_tta(combined, data, split, candidates)
+        best = _best_tta(maes)
+        singles = [c["best_mae"] for _, _, c in prepared]
+        winner = int(np.argmin(singles))
+        choices = {
+            "split": split,
+            "val_mae_by_tta_ensemble": maes,
+            "members": [
+                {"run": Path(r).name, **c} for r, (_, _, c) in zip(runs, prepared, strict=True)
+            ],
+            "best_mae": maes[best],
+        }
+        if maes[best] < singles[winner]:
+            model = combined
+            meta.extra["tta"] = best
+            meta.extra["choices_on_validation"] = choices
+        else:  # an ensemble that does not beat its best member is not worth its cost
+            model, meta, _ = prepared[winner]
+            meta.extra["choices_on_validation"]["ensemble_rejected"] = choices
+    return _write(model, meta)
+
+
+def _write(model: Any, meta: Any) -> dict[str, Any]:
+    """Replaces the package's shipped model with ``model`` (no optimizer state)."""
+    from boneage import modelio
+
     SHIPPED.mkdir(parents=True, exist_ok=True)
     target = SHIPPED / f"boneage-{meta.extra.get('trained_on', 'model')}-{meta.model_name}.keras"
-    for old in SHIPPED.glob("*.keras"):
-        old.unlink()
-    modelio.save(model, target, meta)  # loaded with compile=False: no optimizer state
-    size = target.stat().st_size
+    tmp = modelio.save(model, target.with_name(target.name + ".new.keras"), meta)
+    size = tmp.stat().st_size
     if size > MAX_BYTES:
-        target.unlink()
+        tmp.unlink()
         raise ValueError(f"{target.name} is {size / 2**20:.1f} MiB, over the 30 MiB limit")
-    return {"model": str(target), "bytes": size, "tta": best, **meta.extra["choices_on_validation"]}
+    for old in SHIPPED.glob("*.keras"):
+        if old != tmp:
+            old.unlink()
+    tmp.replace(target)
+    return {"model": str(target), "bytes": size, "tta": meta.tta,
+            **meta.extra["choices_on_validation"]}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m boneage.shipping", description=__doc__)
-    p.add_argument("run", help="run directory or model file")
-    p.add_argument("--data", help="shard directory (default: the run's own)")
+    p.add_argument(
+        "run",
+        nargs="+",
+        help="run directory or model file ('shipped': the packaged model); several: ship the "
+        "best on validation of them and their average (an ensemble)",
+    )
+    p.add_argument("--data", help="shard directory (default: the first run's own)")
     p.add_argument("--split", default="val", help="validation split used to choose the TTA")
     p.add_argument("--tta", type=int, nargs="+", default=[0, 4, 8], help="TTA counts to try")
     args = p.parse_args(argv)

@@ -367,8 +367,17 @@ def warm_start(cfg: TrainConfig, pp: Preprocessing) -> Any:
     A model's architecture, output head and preprocessing travel inside it; each must be what
     this run builds and what the data holds, else the run would silently train something else.
     """
+    from boneage.models.ensemble import members
+
     assert cfg.init_from is not None  # run() calls this only when it is set
     model, meta = modelio.load(cfg.init_from)
+    if members(model):
+        # Fine-tuning the average as one network would train the members towards each
+        # other, losing the independence an ensemble is for.
+        raise ValueError(
+            f"--init-from {cfg.init_from} is an ensemble of {len(members(model))} models "
+            f"({meta.model_name}); fine-tune one member's own run instead, or train afresh"
+        )
     if meta.model_name and meta.model_name != cfg.model:
         raise ValueError(
             f"--init-from {cfg.init_from} is a {meta.model_name} model, this run trains "

@@ -1,0 +1,145 @@
+"""Ensembles (boneage.models.ensemble): the mean of their members, saved and loaded as one
+model, explained member by member, refused where averaging would be wrong, and shipped only
+when validation says they beat their best member."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from boneage import modelio
+from boneage.evaluation.predictions import to_model_inputs
+from boneage.explain import EnsembleCam, explainer
+from boneage.models import build_model
+from boneage.models.ensemble import ensemble, members
+from boneage.settings import Preprocessing
+from boneage.shards import read_split
+from boneage.training.demo import make_synthetic
+
+PP = Preprocessing(image_size=32, localiser="none", mode="squash")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("phantoms")
+    make_synthetic(d, {"train": 96, "val": 48}, 32, seed=5)
+    return d
+
+
+def _inputs(data: Path, split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    images, male, age, _ids = read_split(data, split)
+    return to_model_inputs(images, male, 32), age
+
+
+def test_ensemble_is_the_mean_of_its_members_and_survives_saving(data, tmp_path):
+    keras.utils.set_random_seed(1)
+    a, b = build_model("small_cnn", 32, mean_bias=100.0), build_model("small_cnn", 32)
+    x, _age = _inputs(data, "val")
+    pa, pb = a.predict(x, verbose=0), b.predict(x, verbose=0)
+    both = ensemble([a, b])
+    assert [m.name for m in members(both)] == ["member_0", "member_1"]
+    assert members(a) == []
+    np.testing.assert_allclose(both.predict(x, verbose=0), (pa + pb) / 2, rtol=1e-5, atol=1e-4)
+    path = modelio.save(both, tmp_path / "e.keras", modelio.ModelMeta(preprocessing=PP))
+    again, meta = modelio.load(path)
+    assert meta.preprocessing == PP and len(members(again)) == 2
+    np.testing.assert_allclose(again.predict(x, verbose=0), (pa + pb) / 2, rtol=1e-5, atol=1e-4)
+
+
+def test_ensemble_refuses_what_cannot_be_averaged():
+    a = build_model("small_cnn", 32)
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble([a])
+    with pytest.raises(ValueError, match="different image shapes"):
+        ensemble([a, build_model("small_cnn", 48)])
+    with pytest.raises(ValueError, match="uncertainty"):
+        ensemble([a, build_model("small_cnn", 32, uncertainty=True)])
+
+
+def _linear(weight: float, name: str) -> keras.Model:
+    """y = 100 + weight * mean(image) + 3 * male, through a 1x1 conv feature map: Grad-CAM of
+    it is the image over its maximum, whatever the sign of ``weight``."""
+    image = keras.Input((8, 8, 1), name="image")
+    male = keras.Input((1,), name="male")
+    feat = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones")(image)
+    x = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling2D()(feat), male])
+    dense = keras.layers.Dense(1, name="bone_age")
+    model = keras.Model([image, male], dense(x), name=name)
+    dense.set_weights([np.array([[weight], [3.0]], np.float32), np.array([100.0], np.float32)])
+    return model
+
+
+def test_ensemble_gradcam_averages_its_members_exactly():
+    rng = np.random.default_rng(2)
+    images = rng.integers(1, 256, (3, 8, 8)).astype(np.uint8)
+    male = np.array([0, 1, 0])
+    cam = explainer(ensemble([_linear(50.0, "up"), _linear(-20.0, "down")]))
+    assert isinstance(cam, EnsembleCam)
+    assert cam.layer.count("member_") == 2
+    maps = cam.maps(images, male)
+    # Each member's map is the image over its maximum (the second explains a lowering), so
+    # their average is too; output and baseline are the members' means.
+    expected = images / images.reshape(3, -1).max(axis=1)[:, None, None]
+    np.testing.assert_allclose(maps.heat, expected, atol=1e-5)
+    x = images.astype(np.float64) / 255
+    np.testing.assert_allclose(maps.output, 100 + 15 * x.mean(axis=(1, 2)) + 3 * male, 1e-4)
+    np.testing.assert_allclose(maps.baseline, 100 + 3 * male, atol=1e-4)
+
+
+def _run(data: Path, root: Path, seed: int, epochs: int, pp: Preprocessing = PP) -> Path:
+    keras.utils.set_random_seed(seed)
+    model = build_model("small_cnn", 32, mean_bias=100.0)
+    model.compile(optimizer=keras.optimizers.AdamW(3e-3), loss="mae")
+    x, age = _inputs(data, "train")
+    model.fit(x, age, epochs=epochs, batch_size=16, verbose=0)
+    run = root / f"run{seed}"
+    run.mkdir()
+    extra = {"trained_on": "phantoms", "command": f"seed {seed}"}
+    meta = modelio.ModelMeta(preprocessing=pp, model_name="small_cnn", extra=extra)
+    modelio.save(model, run / "best.keras", meta)
+    return run
+
+
+def test_ship_several_runs_keeps_the_best_on_validation(data, tmp_path, monkeypatch):
+    from boneage import shipping
+
+    monkeypatch.setattr(shipping, "SHIPPED", tmp_path / "shipped")
+    runs = [str(_run(data, tmp_path, seed, 3)) for seed in (1, 2)]
+    result = shipping.ship(runs, str(data), "val", [0, 2])
+    shipped = Path(result["model"])
+    assert [p.name for p in (tmp_path / "shipped").iterdir()] == [shipped.name]
+    meta = modelio.read_meta(shipped)
+    assert meta is not None and meta.preprocessing == PP
+    model, _ = modelio.load(shipped)
+    x, age = _inputs(data, "val")
+    choices = meta.extra["choices_on_validation"]
+    if members(model):  # the ensemble won: it beat both members on validation
+        assert meta.model_name == "ensemble2-small_cnn"
+        assert meta.extra["command"] == "seed 1\nseed 2"
+        singles = [c["best_mae"] for c in choices["members"]]
+        assert choices["best_mae"] < min(singles)
+        assert [m["command"] for m in meta.extra["members"]] == ["seed 1", "seed 2"]
+    else:  # a member won, and the rejected ensemble's figures are kept with it
+        rejected = choices["ensemble_rejected"]
+        assert rejected["best_mae"] >= min(c["best_mae"] for c in rejected["members"])
+    # What was recorded is what the shipped file does on validation (no TTA).
+    if meta.tta == 0:
+        mae = float(np.mean(np.abs(model.predict(x, verbose=0)[:, 0] - age)))
+        recorded = (choices["val_mae_by_tta_ensemble"] if members(model)
+                    else choices["val_mae_by_tta_training_bn"] if not choices["precise_bn"]["used"]
+                    else choices["val_mae_by_tta_precise_bn"])  # fmt: skip
+        assert mae == pytest.approx(recorded["0"] if "0" in recorded else recorded[0], abs=1e-3)
+
+
+def test_ship_refuses_members_prepared_differently(data, tmp_path, monkeypatch):
+    from boneage import shipping
+
+    monkeypatch.setattr(shipping, "SHIPPED", tmp_path / "shipped")
+    other = Preprocessing(image_size=32, localiser="none", mode="squash", clip_limit=3.0)
+    runs = [str(_run(data, tmp_path, 1, 1)), str(_run(data, tmp_path, 2, 1, other))]
+    with pytest.raises(ValueError, match="must share their preprocessing"):
+        shipping.ship(runs, str(data), "val", [0])
+    assert not (tmp_path / "shipped").exists() or not list((tmp_path / "shipped").iterdir())
