@@ -89,13 +89,19 @@ def test_ensemble_gradcam_averages_its_members_exactly():
     np.testing.assert_allclose(maps.baseline, 100 + 3 * male, atol=1e-4)
 
 
-def _run(data: Path, root: Path, seed: int, epochs: int, pp: Preprocessing = PP) -> Path:
+def _run(
+    data: Path, root: Path, seed: int, epochs: int, pp: Preprocessing = PP, shift: float = 0.0
+) -> Path:
+    """A small trained run; ``shift`` adds that many months to every prediction."""
     keras.utils.set_random_seed(seed)
-    model = build_model("small_cnn", 32, mean_bias=100.0)
-    model.compile(optimizer=keras.optimizers.AdamW(3e-3), loss="mae")
     x, age = _inputs(data, "train")
+    model = build_model("small_cnn", 32, mean_bias=float(np.mean(age)))
+    model.compile(optimizer=keras.optimizers.AdamW(3e-3), loss="mae")
     model.fit(x, age, epochs=epochs, batch_size=16, verbose=0)
-    run = root / f"run{seed}"
+    out = model.get_layer("bone_age")
+    kernel, bias = out.get_weights()
+    out.set_weights([kernel, bias + np.float32(shift)])
+    run = root / (f"run{seed}" + (f"_shift{shift:g}" if shift else ""))
     run.mkdir()
     extra = {"trained_on": "phantoms", "command": f"seed {seed}"}
     meta = modelio.ModelMeta(preprocessing=pp, model_name="small_cnn", extra=extra)
@@ -116,22 +122,45 @@ def test_ship_several_runs_keeps_the_best_on_validation(data, tmp_path, monkeypa
     model, _ = modelio.load(shipped)
     x, age = _inputs(data, "val")
     choices = meta.extra["choices_on_validation"]
+    record = choices if members(model) else choices["ensembles"]
+    scored = record["val_mae_by_subset_and_tta"]
+    assert set(scored) == {"0", "1", "0+1"} and set(scored["0+1"]) == {"0", "2"}  # JSON keys
+    best = {key: min(m.values()) for key, m in scored.items()}
+    assert "+".join(str(["run1", "run2"].index(r)) for r in record["chosen"]) == min(
+        best, key=lambda k: (round(best[k], 2), len(k))
+    )
     if members(model):  # the ensemble won: it beat both members on validation
         assert meta.model_name == "ensemble2-small_cnn"
         assert meta.extra["command"] == "seed 1\nseed 2"
-        singles = [c["best_mae"] for c in choices["members"]]
-        assert choices["best_mae"] < min(singles)
         assert [m["command"] for m in meta.extra["members"]] == ["seed 1", "seed 2"]
-    else:  # a member won, and the rejected ensemble's figures are kept with it
-        rejected = choices["ensemble_rejected"]
-        assert rejected["best_mae"] >= min(c["best_mae"] for c in rejected["members"])
-    # What was recorded is what the shipped file does on validation (no TTA).
-    if meta.tta == 0:
+        # The file itself gives what the members' cached predictions promised.
+        assert choices["val_mae_of_shipped_file"] == pytest.approx(
+            scored["0+1"][meta.tta], abs=1e-3
+        )
+    else:  # a member won on its own and ships as it is
+        assert meta.model_name == "small_cnn"
+    if meta.tta == 0:  # what was recorded is what the shipped file does on validation
         mae = float(np.mean(np.abs(model.predict(x, verbose=0)[:, 0] - age)))
-        recorded = (choices["val_mae_by_tta_ensemble"] if members(model)
-                    else choices["val_mae_by_tta_training_bn"] if not choices["precise_bn"]["used"]
-                    else choices["val_mae_by_tta_precise_bn"])  # fmt: skip
-        assert mae == pytest.approx(recorded["0"] if "0" in recorded else recorded[0], abs=1e-3)
+        assert mae == pytest.approx(min(best.values()), abs=1e-3)
+
+
+def test_ship_keeps_an_ensemble_that_cancels_its_members_errors(data, tmp_path, monkeypatch):
+    """One model shifted 60 months up and 60 down: each run alone is far off, their average
+    is the model itself (which starts at the mean age), so the ensemble must win and ship."""
+    from boneage import shipping
+
+    monkeypatch.setattr(shipping, "SHIPPED", tmp_path / "shipped")
+    up, down = (str(_run(data, tmp_path, 1, 1, shift=s)) for s in (60.0, -60.0))
+    result = shipping.ship([up, down], str(data), "val", [0])
+    model, meta = modelio.load(result["model"])
+    assert len(members(model)) == 2 and meta.tta == 0
+    choices = meta.extra["choices_on_validation"]
+    assert choices["chosen"] == [Path(up).name, Path(down).name]
+    scored = choices["val_mae_by_subset_and_tta"]
+    assert scored["0+1"]["0"] < min(scored["0"]["0"], scored["1"]["0"]) - 10
+    x, age = _inputs(data, "val")
+    mae = float(np.mean(np.abs(model.predict(x, verbose=0)[:, 0] - age)))
+    assert mae == pytest.approx(choices["val_mae_of_shipped_file"], abs=1e-3)
 
 
 def test_ship_refuses_members_prepared_differently(data, tmp_path, monkeypatch):

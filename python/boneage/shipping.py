@@ -24,9 +24,11 @@ not absolute paths of the machine that trained it.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,15 +41,30 @@ MAX_BYTES = 30 * 2**20
 """The repository may carry one large file, the shipped model, of at most 30 MB."""
 
 
-def choose_tta(model: Any, data: str, split: str, candidates: Sequence[int]) -> dict[int, float]:
-    """Validation MAE for each TTA count (the caller picks the smallest)."""
+def tta_predictions(
+    model: Any, data: str, split: str, candidates: Sequence[int]
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """True ages and the predictions for each TTA count on ``split``.
+
+    The TTA copies are drawn from a fixed seed whatever the model, so an ensemble's TTA
+    prediction is exactly the mean of its members': subsets of runs are scored from these.
+    """
     from boneage.evaluation.predictions import predict_split
 
-    out = {}
+    preds, truth = {}, np.zeros(0)
     for n in candidates:
         pred = predict_split(model, data, split, tta=n)
-        out[int(n)] = float(np.mean(np.abs(pred.y_pred - pred.y_true)))
-    return out
+        preds[int(n)], truth = pred.y_pred, pred.y_true
+    return truth, preds
+
+
+def _maes(truth: np.ndarray, preds: dict[int, np.ndarray]) -> dict[int, float]:
+    return {n: float(np.mean(np.abs(p - truth))) for n, p in preds.items()}
+
+
+def choose_tta(model: Any, data: str, split: str, candidates: Sequence[int]) -> dict[int, float]:
+    """Validation MAE for each TTA count (the caller picks the smallest)."""
+    return _maes(*tta_predictions(model, data, split, candidates))
 
 
 def recalibrate_bn(model: Any, data: str, split: str, batch_size: int = 128) -> int:
@@ -98,23 +115,35 @@ def _resolve_run(run: str) -> str:
     return str(default_model()) if run == "shipped" else run
 
 
+@dataclass
+class Prepared:
+    """One run's model ready to ship, with its validation predictions at each TTA count."""
+
+    model: Any
+    meta: Any
+    choices: dict[str, Any]
+    truth: np.ndarray
+    preds: dict[int, np.ndarray]
+
+
 def prepare(
     run: str, data: str, split: str, candidates: Sequence[int], train_split: str = "train"
-) -> tuple[Any, Any, dict[str, Any]]:
+) -> Prepared:
     """One run's model ready to ship: precise BN kept or not, TTA chosen, on ``split``.
 
-    Returns the model, its metadata (with ``tta`` and ``choices_on_validation`` set) and
-    those choices, including ``best_mae``, the validation MAE at the chosen TTA.
+    Its metadata gets ``tta`` and ``choices_on_validation``; the choices also hold
+    ``best_mae``, the validation MAE at the chosen TTA.
     """
     from boneage import modelio
 
     model, meta = modelio.load(run)
-    plain = choose_tta(model, data, split, candidates)
+    truth, plain_preds = tta_predictions(model, data, split, candidates)
     recalibrated, _ = modelio.load(run)
     batches = recalibrate_bn(recalibrated, data, train_split)
-    precise = choose_tta(recalibrated, data, split, candidates)
+    _, precise_preds = tta_predictions(recalibrated, data, split, candidates)
+    plain, precise = _maes(truth, plain_preds), _maes(truth, precise_preds)
     use_precise = min(precise.values()) < min(plain.values())
-    maes = precise if use_precise else plain
+    maes, preds = (precise, precise_preds) if use_precise else (plain, plain_preds)
     if use_precise:
         model = recalibrated
     best = _best_tta(maes)
@@ -126,7 +155,7 @@ def prepare(
     }
     meta.extra["tta"] = best
     meta.extra["choices_on_validation"] = choices
-    return model, meta, {**choices, "best_mae": maes[best]}
+    return Prepared(model, meta, {**choices, "best_mae": maes[best]}, truth, preds)
 
 
 def _best_tta(maes: dict[int, float]) -> int:
@@ -172,45 +201,59 @@ def ship(
     candidates: Sequence[int],
     train_split: str = "train",
 ) -> dict[str, Any]:
-    """Ships one run's model, or the best on ``split`` of several runs and their average.
+    """Ships one run's model, or the best on ``split`` of several runs and their averages.
 
-    With several runs each is prepared on its own (:func:`prepare`), then their average
-    (:func:`boneage.models.ensemble.ensemble`) is scored at every TTA count; whichever of
-    the members and the ensemble has the lowest validation MAE is shipped, and every figure
-    is recorded. ``data`` defaults to the first run's; all are scored on that one split, so
-    the runs must have held out the same validation cases.
+    With several runs each is prepared on its own (:func:`prepare`), then every subset of two
+    or more is scored as an ensemble (:func:`boneage.models.ensemble.ensemble`) at every TTA
+    count, from the members' cached predictions; whichever single run or subset has the
+    lowest validation MAE ships, and every figure is recorded. ``data`` defaults to the
+    first run's; all are scored on that one split, so the runs must have held out the same
+    validation cases.
     """
-    from boneage.models.ensemble import ensemble
-
     runs = [_resolve_run(r) for r in ([run] if isinstance(run, str) else run)]
     if not runs:
         raise ValueError("give at least one run")
     data = data or _run_data(runs[0])
     prepared = [prepare(r, data, split, candidates, train_split) for r in runs]
     if len(prepared) == 1:
-        model, meta, choices = prepared[0]
-    else:
-        meta = _ensemble_meta([m for _, m, _ in prepared], runs)
-        combined = ensemble([m for m, _, _ in prepared])
-        maes = choose_tta(combined, data, split, candidates)
-        best = _best_tta(maes)
-        singles = [c["best_mae"] for _, _, c in prepared]
-        winner = int(np.argmin(singles))
-        choices = {
-            "split": split,
-            "val_mae_by_tta_ensemble": maes,
-            "members": [
-                {"run": Path(r).name, **c} for r, (_, _, c) in zip(runs, prepared, strict=True)
-            ],
-            "best_mae": maes[best],
-        }
-        if maes[best] < singles[winner]:
-            model = combined
-            meta.extra["tta"] = best
-            meta.extra["choices_on_validation"] = choices
-        else:  # an ensemble that does not beat its best member is not worth its cost
-            model, meta, _ = prepared[winner]
-            meta.extra["choices_on_validation"]["ensemble_rejected"] = choices
+        return _write(prepared[0].model, prepared[0].meta)
+    if len(prepared) > 6:
+        raise ValueError(f"{len(prepared)} runs: at most 6 (every subset is scored)")
+    _ensemble_meta([p.meta for p in prepared], runs)  # refuse unfit members before scoring
+    truth = prepared[0].truth
+    scored: dict[tuple[int, ...], dict[int, float]] = {}
+    for k in range(1, len(prepared) + 1):
+        for combo in itertools.combinations(range(len(prepared)), k):
+            preds = {n: np.mean([prepared[i].preds[n] for i in combo], axis=0) for n in candidates}
+            scored[combo] = _maes(truth, preds)
+    chosen = min(scored, key=lambda c: (round(min(scored[c].values()), 2), len(c)))
+    record = {
+        "split": split,
+        "members": [
+            {"run": Path(r).name, **p.choices} for r, p in zip(runs, prepared, strict=True)
+        ],
+        "val_mae_by_subset_and_tta": {"+".join(map(str, c)): m for c, m in scored.items()},
+        "chosen": [Path(runs[i]).name for i in chosen],
+    }
+    if len(chosen) == 1:  # no average beat this run on its own: ship it as it is
+        winner = prepared[chosen[0]]
+        winner.meta.extra["choices_on_validation"]["ensembles"] = record
+        return _write(winner.model, winner.meta)
+    from boneage.models.ensemble import ensemble  # Keras: only once an ensemble ships
+
+    members_used = [prepared[i] for i in chosen]
+    meta = _ensemble_meta([p.meta for p in members_used], [runs[i] for i in chosen])
+    model = ensemble([p.model for p in members_used])
+    tta = _best_tta(scored[chosen])
+    # The file itself, scored once more: it must give what the cached predictions promised.
+    direct = choose_tta(model, data, split, [tta])[tta]
+    if abs(direct - scored[chosen][tta]) > 0.05:
+        raise RuntimeError(
+            f"the ensemble scores {direct:.3f} on {split}, its members' predictions promised "
+            f"{scored[chosen][tta]:.3f}: not shipped"
+        )
+    meta.extra["tta"] = tta
+    meta.extra["choices_on_validation"] = {**record, "val_mae_of_shipped_file": direct}
     return _write(model, meta)
 
 
