@@ -161,6 +161,13 @@ def test_ship_keeps_an_ensemble_that_cancels_its_members_errors(data, tmp_path, 
     x, age = _inputs(data, "val")
     mae = float(np.mean(np.abs(model.predict(x, verbose=0)[:, 0] - age)))
     assert mae == pytest.approx(choices["val_mae_of_shipped_file"], abs=1e-3)
+    # An ensemble whose file would break the size limit is not even scored: a member ships.
+    monkeypatch.setattr(shipping, "MAX_BYTES", int(1.5 * 4 * model.count_params() / 2))
+    result = shipping.ship([up, down], str(data), "val", [0])
+    model, meta = modelio.load(result["model"])
+    assert members(model) == []
+    record = meta.extra["choices_on_validation"]["ensembles"]
+    assert record["over_size_limit"] == ["0+1"] and "0+1" not in record["val_mae_by_subset_and_tta"]
 
 
 def test_ship_refuses_members_prepared_differently(data, tmp_path, monkeypatch):

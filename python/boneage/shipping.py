@@ -158,6 +158,11 @@ def prepare(
     return Prepared(model, meta, {**choices, "best_mae": maes[best]}, truth, preds)
 
 
+def _weight_bytes(model: Any) -> int:
+    """What a model's weights take in a ``.keras`` file (float32, stored uncompressed)."""
+    return 4 * int(model.count_params())
+
+
 def _best_tta(maes: dict[int, float]) -> int:
     """The fewest copies among those tied (to 0.01 month) for the lowest MAE."""
     return min(maes, key=lambda n: (round(maes[n], 2), n))
@@ -222,8 +227,12 @@ def ship(
     _ensemble_meta([p.meta for p in prepared], runs)  # refuse unfit members before scoring
     truth = prepared[0].truth
     scored: dict[tuple[int, ...], dict[int, float]] = {}
+    too_big = []
     for k in range(1, len(prepared) + 1):
         for combo in itertools.combinations(range(len(prepared)), k):
+            if sum(_weight_bytes(prepared[i].model) for i in combo) > MAX_BYTES:
+                too_big.append("+".join(map(str, combo)))  # could not ship: not scored
+                continue
             preds = {n: np.mean([prepared[i].preds[n] for i in combo], axis=0) for n in candidates}
             scored[combo] = _maes(truth, preds)
     chosen = min(scored, key=lambda c: (round(min(scored[c].values()), 2), len(c)))
@@ -234,6 +243,7 @@ def ship(
         ],
         "val_mae_by_subset_and_tta": {"+".join(map(str, c)): m for c, m in scored.items()},
         "chosen": [Path(runs[i]).name for i in chosen],
+        "over_size_limit": too_big,
     }
     if len(chosen) == 1:  # no average beat this run on its own: ship it as it is
         winner = prepared[chosen[0]]
