@@ -96,9 +96,11 @@ def _env(backend: str, **extra: str) -> dict[str, str]:
 
 
 def _train_args(data: Path, out: Path) -> list[str]:
+    """One run's arguments. Patience = EPOCHS: early stopping must not cut one of the runs
+    compared short after a noisy epoch (the comparison is over the whole schedule)."""
     return ["--data", str(data), "--out", str(out), "--model", "small_cnn",
             "--epochs", str(EPOCHS), "--batch-size", str(BATCH), "--lr", "3e-3", "--no-augment",
-            "--quiet"]  # fmt: skip
+            "--patience", str(EPOCHS), "--quiet"]  # fmt: skip
 
 
 def _two_workers(
