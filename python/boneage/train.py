@@ -75,7 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--train-split", default="train")
     p.add_argument("--val-split", default="val")
-    p.add_argument("--test-split", default="test", help="evaluated at the end if present")
+    p.add_argument(
+        "--test-split",
+        metavar="SPLIT",
+        help="report the best model on this split at the end instead of validation (default: "
+        "validation: choose models there, then evaluate the chosen one once with "
+        "python -m boneage.evaluate --split test)",
+    )
     p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set")
     p.add_argument(
         "--distribute",

@@ -53,7 +53,10 @@ class TrainConfig:
     uncertainty: bool = False
     train_split: str = "train"
     val_split: str = "val"
-    test_split: str = "test"
+    # The split the finished run reports on. None: validation. Test figures are asked for
+    # explicitly, so that a model is never chosen by looking at them (choose on validation,
+    # then evaluate the chosen one once with ``boneage.evaluate --split test``).
+    test_split: str | None = None
     steps_per_epoch: int | None = None
     distribute: str = "auto"
     # Preprocessing flags: None = take the data's preprocessing.json (a given value must agree).
@@ -247,7 +250,7 @@ def compile_model(model: Any, cfg: TrainConfig, total_steps: int) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Trains, checkpoints, evaluates on the test split; returns the test metrics."""
+    """Trains, checkpoints, evaluates the best model; returns its metrics (see ``finish``)."""
     import keras
 
     from boneage.models import build_model
@@ -432,17 +435,21 @@ def finish(
     policy: str,
     n_train: int,
 ) -> dict[str, Any]:
-    """Saves the final models and evaluates the best one on the test split."""
+    """Saves the final models and evaluates the best one.
+
+    On validation unless the config names a test split; a named split that the data lack
+    falls back to validation, and ``split`` in the result says which was used.
+    """
 
     modelio.save(model, out / "last.keras", meta)
     if not (out / "best.keras").exists():
         modelio.save(model, out / "best.keras", meta)
     best, _ = modelio.load(out / "best.keras")
-    split = cfg.test_split
+    split = cfg.test_split or cfg.val_split
     try:
         find_shards(cfg.data, split)
     except (FileNotFoundError, ValueError):
-        split = cfg.val_split  # no test split: report on validation, and say so
+        split = cfg.val_split  # no such split: report on validation, and say so
     pred = predict_split(best, cfg.data, split, batch_size=cfg.batch_size)
     mean_age = split_mean_age(cfg.data, cfg.train_split)
     result: dict[str, Any] = m.regression_metrics(pred.y_true, pred.y_pred)
