@@ -100,7 +100,12 @@ def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):
     start = json.loads((demo_run / "metrics.json").read_text())
     assert tuned["mae"] == pytest.approx(start["mae"], abs=1.5)
     _m, meta = modelio.load(tmp_path / "tuned" / "best.keras")
-    assert meta.extra["init_from"] == "best.keras"
+    # The start is named by its run and file, with the command that trained it.
+    start_meta = modelio.read_meta(demo_run / "best.keras")
+    assert start_meta is not None
+    assert meta.extra["init_from"] == {"model": f"{demo_run.name}/best.keras",
+                                       "command": start_meta.extra["command"],
+                                       "init_from": None}  # fmt: skip
 
     # The same model claiming another CLAHE clip limit no longer fits the data.
     model, meta = modelio.load(demo_run / "best.keras")

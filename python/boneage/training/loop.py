@@ -312,7 +312,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "trained_on": Path(cfg.data).name,
             "demo": cfg.demo,
             "command": cfg.command,
-            "init_from": Path(cfg.init_from).name if cfg.init_from else None,
+            "init_from": lineage(cfg.init_from) if cfg.init_from else None,
         },
     )
     initial_epoch = 0
@@ -362,6 +362,24 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         # The chief saves and evaluates; this worker's weights equal its own.
         return {"worker": distribution.worker().index, "distribution": dist["strategy"]}
     return finish(out, cfg, model, meta, dist, policy, n_train)
+
+
+def lineage(init_from: str) -> dict[str, Any]:
+    """Where a fine-tuned model's weights came from: the start's run and file name, and the
+    command (and, in turn, the start) recorded in it.
+
+    A fine-tuning command alone does not say how to make the model again: its start is
+    typically another run's ``best.keras``, trained by a command that only that file knows.
+    Names, not paths, as everywhere in a model's provenance.
+    """
+    path = Path(init_from)
+    meta = modelio.read_meta(path)
+    extra = meta.extra if meta else {}
+    return {
+        "model": f"{path.parent.name}/{path.name}",
+        "command": extra.get("command"),
+        "init_from": extra.get("init_from"),
+    }
 
 
 def warm_start(cfg: TrainConfig, pp: Preprocessing) -> Any:
