@@ -92,7 +92,7 @@ def test_predict_on_a_real_radiograph(client, app, radiographs):
     h, w = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).shape
     assert j["image_size"] == {"width": w, "height": h}
     assert j["crop_box"] == dict(zip(("x0", "y0", "x1", "y1"), est.box, strict=True))
-    assert j["model"]["name"] == "resnet_compact" and j["model"]["tta"] == predictor.tta
+    assert j["model"]["name"] == predictor.meta.model_name and j["model"]["tta"] == predictor.tta
     assert j["model"]["preprocessing"]["mode"] == "squash"
     assert j["explanation"]["direction"] in ("raised", "lowered")
     heat, prepared, source = (
