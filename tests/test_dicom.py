@@ -52,9 +52,10 @@ SECRETS = ("Zqxsecret", "Fhqwhgads", "ZQXID4242", "19870413", "ZQXACC77")
 
 LOSSY_TOLERANCE_MONTHS = 2.0
 """How far a lossy DICOM's estimate (JPEG baseline q95, JPEG 2000 5:1) may move from its
-PNG's. Measured with the shipped model on six test299 films: at most 1.42 months (q95) and
-0.24 (5:1); heavier compression moves it more (q90: 4.4, JPEG 2000 10:1: 3.0), because CLAHE
-amplifies the compression noise: a property of lossy files, not of the DICOM reading."""
+PNG's. Measured with the model shipped at the time (one resnet_compact) on six test299
+films: at most 1.42 months (q95) and 0.24 (5:1); heavier compression moves it more (q90:
+4.4, JPEG 2000 10:1: 3.0), because CLAHE amplifies the compression noise: a property of lossy
+files, not of the DICOM reading."""
 
 
 # -- building DICOM files ------------------------------------------------------------------
