@@ -68,20 +68,30 @@ def test_saved_model_carries_preprocessing_and_recipe(demo_run):
     assert full.loss.get_config()["delta"] == 15.0  # survives saving (Keras's own Huber loses it)
 
 
-def test_resume_continues_from_the_saved_epoch(demo_run, tmp_path):
+def test_resume_continues_from_the_saved_epoch(demo_run, tmp_path, capsys):
+    """The CLI's --resume keeps the run's settings but this launch's schedule length and
+    time budget, and the run's command records both launches."""
     import shutil
 
-    from boneage.training.loop import TrainConfig, train
+    from boneage.train import _saved_epochs, main
 
     run = tmp_path / "resumed"
     shutil.copytree(demo_run, run)
     state = json.loads((run / "state.json").read_text())
-    cfg = json.loads((run / "config.json").read_text())
-    cfg.update(out=str(run), epochs=state["epoch"] + 1)
-    train(TrainConfig(**cfg), resume=True)
+    before = json.loads((run / "config.json").read_text())
+    assert _saved_epochs(run, resume=True) == before["epochs"]  # no --epochs: the run's own
+    assert _saved_epochs(run, resume=False) is None
+    extra = ["--epochs", str(state["epoch"] + 1), "--max-minutes", "30", "--quiet"]
+    assert main(["--out", str(run), "--resume", *extra]) == 0
+    assert "synthetic hand phantoms" not in capsys.readouterr().out  # not the demo's banner
     assert json.loads((run / "state.json").read_text())["epoch"] == state["epoch"] + 1
     rows = (run / "history.csv").read_text().strip().splitlines()
     assert rows[-1].split(",")[0] == str(state["epoch"])  # epochs are 0-based in the log
+    after = json.loads((run / "config.json").read_text())
+    assert after["epochs"] == state["epoch"] + 1 and after["max_minutes"] == 30
+    assert after["lr"] == before["lr"] and after["model"] == before["model"]
+    assert after["command"].startswith(before["command"] + " && python -m boneage.train")
+    assert after["command"].endswith(" ".join(["--resume", *extra]))
 
 
 def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):

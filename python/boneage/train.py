@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "demo")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
-        "--epochs", type=int, help=f"maximum epochs (default 60; {DEMO_EPOCHS} for the demo)"
+        "--epochs",
+        type=int,
+        help=f"maximum epochs (default 60; {DEMO_EPOCHS} for the demo; with --resume, the "
+        "run's own, and a new value reshapes the rest of its schedule)",
     )
     p.add_argument("--lr", type=float, default=5e-3, help="AdamW peak learning rate")
     p.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
@@ -106,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         "preprocessing must match the run's; 'shipped' names the packaged model)",
     )
     p.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last epoch"
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last epoch, with the run's settings (only "
+        "--epochs, --max-minutes and how the work is spread are taken from this launch)",
     )
     pre = p.add_argument_group(
         "preprocessing",
@@ -167,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo=demo,
         image_size=args.image_size or (DEMO_IMAGE_SIZE if demo else None),
         batch_size=args.batch_size,
-        epochs=args.epochs or (DEMO_EPOCHS if demo else 60),
+        epochs=args.epochs or _saved_epochs(out, args.resume) or (DEMO_EPOCHS if demo else 60),
         lr=args.lr,
         weight_decay=args.weight_decay,
         huber_delta=args.huber_delta,
@@ -194,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         init_from=str(_init_path(args.init_from)) if args.init_from else None,
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
     )
-    if demo:
+    if demo and not args.resume:  # a resumed run takes its data from its config.json
         print(
             "No dataset given (--data), none in $BONEAGE_DATA or ./data: running the demo on "
             f"synthetic hand phantoms ({DEMO_SIZES['train']} train / {DEMO_SIZES['val']} val / "
@@ -222,6 +228,14 @@ def _init_path(init_from: str) -> Path:
     from boneage.inference import default_model
 
     return modelio.resolve(default_model() if init_from == "shipped" else init_from)
+
+
+def _saved_epochs(out: Path, resume: bool) -> int | None:
+    """A resumed run keeps its own schedule length unless --epochs says otherwise."""
+    config = out / "config.json"
+    if not resume or not config.exists():
+        return None
+    return int(json.loads(config.read_text())["epochs"])
 
 
 def _init_model_name(init_from: str | None) -> str | None:

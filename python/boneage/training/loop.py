@@ -268,9 +268,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         saved = json.loads((out / "config.json").read_text())
         if saved.get("tile_grid") is not None:
             saved["tile_grid"] = tuple(saved["tile_grid"])
-        # How to spread the work is this launch's choice: a run may resume on another
-        # number of workers (or on one).
-        saved.update(epochs=cfg.epochs, verbose=cfg.verbose, distribute=cfg.distribute)
+        # How to spread the work and how long to go on are this launch's choices: a run may
+        # resume on another number of workers (or on one), with a new time budget or a
+        # new (for example shorter) schedule. The command records both launches, in order.
+        saved.update(
+            epochs=cfg.epochs,
+            verbose=cfg.verbose,
+            distribute=cfg.distribute,
+            max_minutes=cfg.max_minutes,
+            command=f"{saved['command']} && {cfg.command}",
+        )
         cfg = TrainConfig(**saved)
     keras.utils.set_random_seed(cfg.seed)
     policy = _policy(cfg.mixed_precision)
