@@ -161,13 +161,30 @@ def test_ship_keeps_an_ensemble_that_cancels_its_members_errors(data, tmp_path, 
     x, age = _inputs(data, "val")
     mae = float(np.mean(np.abs(model.predict(x, verbose=0)[:, 0] - age)))
     assert mae == pytest.approx(choices["val_mae_of_shipped_file"], abs=1e-3)
-    # An ensemble whose file would break the size limit is not even scored: a member ships.
-    monkeypatch.setattr(shipping, "MAX_BYTES", int(1.5 * 4 * model.count_params() / 2))
+    params = model.count_params()  # both members'
+    # Over the limit as float32, within it as float16: the pair ships with half weights,
+    # scored again as rounded; plain Keras loads them back as float32.
+    monkeypatch.setattr(shipping, "MAX_BYTES", 3 * params)
+    result = shipping.ship([up, down], str(data), "val", [0])
+    assert result["weights"] == "float16" and result["float16_to_fit"] == ["0+1"]
+    assert result["bytes"] < 3 * params
+    model, meta = modelio.load(result["model"])
+    assert len(members(model)) == 2 and {str(w.dtype) for w in model.get_weights()} == {"float32"}
+    mae = float(np.mean(np.abs(model.predict(x, verbose=0)[:, 0] - age)))
+    record = meta.extra["choices_on_validation"]
+    assert mae == pytest.approx(record["val_mae_of_shipped_file"], abs=1e-3)
+    assert record["val_mae_of_shipped_file"] == pytest.approx(
+        record["val_mae_by_subset_and_tta"]["0+1"]["0"], abs=0.05
+    )
+    # An ensemble whose file would break the size limit even so is not scored: a member
+    # ships (itself halved: one member fits as float16 only).
+    monkeypatch.setattr(shipping, "MAX_BYTES", int(1.5 * params))
     result = shipping.ship([up, down], str(data), "val", [0])
     model, meta = modelio.load(result["model"])
-    assert members(model) == []
+    assert members(model) == [] and result["weights"] == "float16"
     record = meta.extra["choices_on_validation"]["ensembles"]
     assert record["over_size_limit"] == ["0+1"] and "0+1" not in record["val_mae_by_subset_and_tta"]
+    assert record["float16_to_fit"] == ["0", "1"]
 
 
 def test_ship_refuses_members_prepared_differently(data, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import keras
@@ -68,3 +69,38 @@ def test_ship_records_its_choices_and_drops_the_optimizer(data, tmp_path, monkey
     choices = again.extra["choices_on_validation"]
     assert set(choices["val_mae_by_tta_training_bn"]) == {"0", "2"}  # JSON keys
     assert shipped.stat().st_size < (run / "best.keras").stat().st_size  # no optimizer state
+
+
+def test_half_storage_halves_the_file_and_loads_as_float32(tmp_path):
+    """``save(half=True)`` stores float16 weights (a smaller file) that plain Keras loads
+    back into float32 variables, predicting exactly what :func:`round_to_half` predicts;
+    a weight float16 cannot hold is refused, not stored as infinity."""
+    import h5py
+
+    model = build_model("small_cnn", 32)
+    meta = modelio.ModelMeta(preprocessing=Preprocessing(image_size=32), model_name="small_cnn")
+    full = modelio.save(model, tmp_path / "full.keras", meta)
+    half = modelio.save(model, tmp_path / "half.keras", meta, half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    with zipfile.ZipFile(half) as zf, h5py.File(zf.open(modelio.WEIGHTS_NAME)) as f:
+        dtypes: set[str] = set()
+        f.visititems(
+            lambda _n, o: dtypes.add(str(o.dtype)) if isinstance(o, h5py.Dataset) else None
+        )
+    assert dtypes == {"float16"}
+    loaded = keras.saving.load_model(half, compile=False)
+    assert {str(w.dtype) for w in loaded.get_weights()} == {"float32"}
+    assert modelio.read_meta(half) == meta
+    x = {"image": np.random.default_rng(0).random((4, 32, 32, 1), np.float32),
+         "male": np.array([[0.0], [1.0], [1.0], [0.0]], np.float32)}  # fmt: skip
+    before = np.asarray(model(x))
+    modelio.round_to_half(model)
+    np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(model(x)))
+    assert np.max(np.abs(np.asarray(model(x)) - before)) < 0.5  # months: rounding only
+
+    kernel = model.get_layer("bone_age").get_weights()
+    model.get_layer("bone_age").set_weights([kernel[0], kernel[1] + np.float32(1e5)])
+    with pytest.raises(ValueError, match="overflows float16"):
+        modelio.save(model, tmp_path / "big.keras", meta, half=True)
+    with pytest.raises(ValueError, match="overflows float16"):
+        modelio.round_to_half(model)

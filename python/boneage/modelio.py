@@ -18,7 +18,16 @@ from typing import Any
 
 from boneage.settings import Preprocessing
 
-__all__ = ["META_NAME", "ModelMeta", "Preprocessing", "load", "read_meta", "resolve", "save"]
+__all__ = [
+    "META_NAME",
+    "ModelMeta",
+    "Preprocessing",
+    "load",
+    "read_meta",
+    "resolve",
+    "round_to_half",
+    "save",
+]
 
 META_NAME = "boneage.json"
 
@@ -40,17 +49,88 @@ class ModelMeta:
         return self.tta if given is None else int(given)
 
 
-def save(model: Any, path: str | os.PathLike[str], meta: ModelMeta) -> Path:
-    """Saves ``model`` as ``.keras`` with ``meta`` embedded; atomic (temp file + rename)."""
+WEIGHTS_NAME = "model.weights.h5"
+"""The member of a ``.keras`` zip that holds the weights (Keras's own name)."""
+
+HALF_MAX = 65504.0
+"""The largest finite float16: a weight beyond it cannot be stored in half precision."""
+
+
+def save(model: Any, path: str | os.PathLike[str], meta: ModelMeta, half: bool = False) -> Path:
+    """Saves ``model`` as ``.keras`` with ``meta`` embedded; atomic (temp file + rename).
+
+    ``half`` stores the float32 weights as float16, halving the file (how a three-network
+    ensemble fits the package's 30 MB). Keras casts them back to float32 when it loads the
+    file, with plain ``keras.saving.load_model`` too, so nothing that reads the model changes;
+    what it computes changes by the rounding alone (see :func:`round_to_half`).
+    """
     path = Path(path)
     tmp = path.with_name(path.stem + ".tmp.keras")
     model.save(tmp)
+    if half:
+        _halve_weights(tmp)
     with zipfile.ZipFile(tmp, "a") as zf:
         d = asdict(meta)
         d["preprocessing"] = meta.preprocessing.to_dict()
         zf.writestr(META_NAME, json.dumps(d, indent=2))
     tmp.replace(path)
     return path
+
+
+def round_to_half(model: Any) -> None:
+    """Rounds ``model``'s float32 weights, in place, to the values float16 storage keeps, so
+    the model in memory predicts exactly what the file written with ``half=True`` will."""
+    import numpy as np
+
+    weights = model.get_weights()
+    _check_half_range(weights, model.name)
+    model.set_weights(
+        [w.astype(np.float16).astype(np.float32) if w.dtype == np.float32 else w for w in weights]
+    )
+
+
+def _check_half_range(weights: Any, where: str) -> None:
+    import numpy as np
+
+    for w in weights:
+        if w.dtype == np.float32 and w.size and float(np.max(np.abs(w))) > HALF_MAX:
+            raise ValueError(f"{where}: a weight of {np.max(np.abs(w)):g} overflows float16")
+
+
+def _halve_weights(file: Path) -> None:
+    """Rewrites the weights member of the ``.keras`` zip ``file`` with float16 datasets.
+
+    The HDF5 file is copied into a new one rather than edited: HDF5 does not give back the
+    space of a deleted dataset, so an edited file would not shrink.
+    """
+    import tempfile
+
+    import h5py
+    import numpy as np
+
+    def copy(src: Any, dst: Any) -> None:
+        dst.attrs.update(src.attrs)
+        for name, item in src.items():
+            if isinstance(item, h5py.Group):
+                copy(item, dst.create_group(name))
+                continue
+            data = item[()]
+            if getattr(data, "dtype", None) == np.float32:
+                _check_half_range([data], f"{file.name}: {item.name}")
+                data = data.astype(np.float16)
+            # Other data (integer seeds and counters, scalars) is kept as it is.
+            dst.create_dataset(name, data=data).attrs.update(item.attrs)
+
+    with tempfile.TemporaryDirectory(dir=file.parent) as scratch:
+        full, half = Path(scratch) / "full.h5", Path(scratch) / "half.h5"
+        with zipfile.ZipFile(file) as zin:
+            full.write_bytes(zin.read(WEIGHTS_NAME))
+            members = [(info, zin.read(info.filename)) for info in zin.infolist()]
+        with h5py.File(full, "r") as src, h5py.File(half, "w") as dst:
+            copy(src, dst)
+        with zipfile.ZipFile(file, "w") as zout:
+            for info, body in members:
+                zout.writestr(info, half.read_bytes() if info.filename == WEIGHTS_NAME else body)
 
 
 def read_meta(path: str | os.PathLike[str]) -> ModelMeta | None:

@@ -10,6 +10,8 @@ For maintainers. Two choices are made on the run's *validation* split (never on 
 The chosen TTA count is recorded in the model file next to the preprocessing; the optimizer
 state is dropped (a shipped model only predicts, and the file must stay small enough for the
 wheel); the model is written to ``boneage/shipped/``, replacing the previous model there.
+Weights that would break the 30 MB limit as float32 are stored as float16 (Keras casts them
+back when it loads the file); the rounded model is scored again before it ships.
 
 Given several runs (``shipped`` names the model in the package now), each is prepared as above
 and their average, an ensemble (:mod:`boneage.models.ensemble`), is scored too; the best of
@@ -158,9 +160,15 @@ def prepare(
     return Prepared(model, meta, {**choices, "best_mae": maes[best]}, truth, preds)
 
 
-def _weight_bytes(model: Any) -> int:
-    """What a model's weights take in a ``.keras`` file (float32, stored uncompressed)."""
-    return 4 * int(model.count_params())
+def _half_storage(models: Sequence[Any]) -> bool | None:
+    """How the weights of ``models`` fit the size limit: False when they fit as float32
+    (4 bytes a weight, stored uncompressed), True when only float16 (2 bytes) fits, None
+    when neither does. Half precision rounds each weight by at most 1 part in 2,048, which
+    moves a prediction by hundredths of a month; the file is re-scored before it ships."""
+    params = sum(int(m.count_params()) for m in models)
+    if 4 * params <= MAX_BYTES:
+        return False
+    return True if 2 * params <= MAX_BYTES else None
 
 
 def _best_tta(maes: dict[int, float]) -> int:
@@ -227,12 +235,15 @@ def ship(
     _ensemble_meta([p.meta for p in prepared], runs)  # refuse unfit members before scoring
     truth = prepared[0].truth
     scored: dict[tuple[int, ...], dict[int, float]] = {}
-    too_big = []
+    too_big, halved = [], []
     for k in range(1, len(prepared) + 1):
         for combo in itertools.combinations(range(len(prepared)), k):
-            if sum(_weight_bytes(prepared[i].model) for i in combo) > MAX_BYTES:
+            half = _half_storage([prepared[i].model for i in combo])
+            if half is None:
                 too_big.append("+".join(map(str, combo)))  # could not ship: not scored
                 continue
+            if half:
+                halved.append("+".join(map(str, combo)))
             preds = {n: np.mean([prepared[i].preds[n] for i in combo], axis=0) for n in candidates}
             scored[combo] = _maes(truth, preds)
     chosen = min(scored, key=lambda c: (round(min(scored[c].values()), 2), len(c)))
@@ -244,36 +255,47 @@ def ship(
         "val_mae_by_subset_and_tta": {"+".join(map(str, c)): m for c, m in scored.items()},
         "chosen": [Path(runs[i]).name for i in chosen],
         "over_size_limit": too_big,
+        "float16_to_fit": halved,
     }
-    if len(chosen) == 1:  # no average beat this run on its own: ship it as it is
-        winner = prepared[chosen[0]]
-        winner.meta.extra["choices_on_validation"]["ensembles"] = record
-        return _write(winner.model, winner.meta)
-    from boneage.models.ensemble import ensemble  # Keras: only once an ensemble ships
-
-    members_used = [prepared[i] for i in chosen]
-    meta = _ensemble_meta([p.meta for p in members_used], [runs[i] for i in chosen])
-    model = ensemble([p.model for p in members_used])
+    half = "+".join(map(str, chosen)) in halved
     tta = _best_tta(scored[chosen])
-    # The file itself, scored once more: it must give what the cached predictions promised.
+    if len(chosen) == 1:  # no average beat this run on its own: ship it as it is
+        model, meta = prepared[chosen[0]].model, prepared[chosen[0]].meta
+        meta.extra["choices_on_validation"]["ensembles"] = record
+        if not half:  # its cached predictions are this very model's: nothing to re-score
+            return _write(model, meta)
+    else:
+        from boneage.models.ensemble import ensemble  # Keras: only once an ensemble ships
+
+        members_used = [prepared[i] for i in chosen]
+        meta = _ensemble_meta([p.meta for p in members_used], [runs[i] for i in chosen])
+        model = ensemble([p.model for p in members_used])
+        meta.extra["tta"] = tta
+        meta.extra["choices_on_validation"] = record
+    if half:
+        from boneage import modelio
+
+        modelio.round_to_half(model)  # what the float16 file will hold
+    # The file's weights, scored once more: they must give what the cached predictions
+    # (full-precision members) promised.
     direct = choose_tta(model, data, split, [tta])[tta]
     if abs(direct - scored[chosen][tta]) > 0.05:
         raise RuntimeError(
-            f"the ensemble scores {direct:.3f} on {split}, its members' predictions promised "
-            f"{scored[chosen][tta]:.3f}: not shipped"
+            f"the model to ship scores {direct:.3f} on {split}, its members' predictions "
+            f"promised {scored[chosen][tta]:.3f}: not shipped"
         )
-    meta.extra["tta"] = tta
-    meta.extra["choices_on_validation"] = {**record, "val_mae_of_shipped_file": direct}
-    return _write(model, meta)
+    meta.extra["choices_on_validation"]["val_mae_of_shipped_file"] = direct
+    return _write(model, meta, half)
 
 
-def _write(model: Any, meta: Any) -> dict[str, Any]:
-    """Replaces the package's shipped model with ``model`` (no optimizer state)."""
+def _write(model: Any, meta: Any, half: bool = False) -> dict[str, Any]:
+    """Replaces the package's shipped model with ``model`` (no optimizer state; weights
+    stored as float16 when ``half``)."""
     from boneage import modelio
 
     SHIPPED.mkdir(parents=True, exist_ok=True)
     target = SHIPPED / f"boneage-{meta.extra.get('trained_on', 'model')}-{meta.model_name}.keras"
-    tmp = modelio.save(model, target.with_name(target.name + ".new.keras"), meta)
+    tmp = modelio.save(model, target.with_name(target.name + ".new.keras"), meta, half=half)
     size = tmp.stat().st_size
     if size > MAX_BYTES:
         tmp.unlink()
@@ -283,6 +305,7 @@ def _write(model: Any, meta: Any) -> dict[str, Any]:
             old.unlink()
     tmp.replace(target)
     return {"model": str(target), "bytes": size, "tta": meta.tta,
+            "weights": "float16" if half else "float32",
             **meta.extra["choices_on_validation"]}  # fmt: skip
 
 
