@@ -161,6 +161,15 @@ def test_ship_keeps_an_ensemble_that_cancels_its_members_errors(data, tmp_path, 
     x, age = _inputs(data, "val")
     mae = float(np.mean(np.abs(model.predict(x, verbose=0)[:, 0] - age)))
     assert mae == pytest.approx(choices["val_mae_of_shipped_file"], abs=1e-3)
+    # The shipped ensemble given again takes part as its two members: their pair scores what
+    # the file did, and it ships again with each member's provenance.
+    again = shipping.ship([result["model"]], str(data), "val", [0])
+    assert again["val_mae_by_subset_and_tta"]["0+1"][0] == pytest.approx(mae, abs=1e-3)
+    assert len(again["chosen"]) == 2 and again["chosen"][0].endswith("member_0.keras")
+    assert [m["command"] for m in modelio.read_meta(again["model"]).extra["members"]] == [
+        "seed 1",
+        "seed 1",
+    ]
     params = model.count_params()  # both members'
     # Over the limit as float32, within it as float16: the pair ships with half weights,
     # scored again as rounded; plain Keras loads them back as float32.

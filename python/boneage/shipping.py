@@ -117,6 +117,39 @@ def _resolve_run(run: str) -> str:
     return str(default_model()) if run == "shipped" else run
 
 
+def _unpack_ensembles(runs: Sequence[str], scratch: Path) -> list[str]:
+    """The runs, with each ensemble file replaced by its members (files in ``scratch``, each
+    with its own provenance from the ensemble's metadata).
+
+    Why: a new run given together with the shipped ensemble should join it as one more equal
+    member; averaged against the ensemble as a whole it would weigh as much as all the old
+    members together. Unpacked, every subset of old and new members is scored alike.
+    """
+    from boneage import modelio
+    from boneage.models.ensemble import MEMBER_PREFIX, members
+
+    out: list[str] = []
+    for run in runs:
+        meta = modelio.read_meta(modelio.resolve(run))
+        if meta is None or not meta.extra.get("members"):
+            out.append(run)
+            continue
+        model, _ = modelio.load(run)
+        nets = members(model)
+        if len(nets) != len(meta.extra["members"]):
+            raise ValueError(
+                f"{run}: {len(nets)} member networks but {len(meta.extra['members'])} "
+                "members described in its metadata"
+            )
+        for i, (net, described) in enumerate(zip(nets, meta.extra["members"], strict=True)):
+            extra = dict(described)
+            name = str(extra.pop("model_name", ""))
+            path = scratch / f"{Path(run).stem}-{MEMBER_PREFIX}{i}.keras"
+            member_meta = modelio.ModelMeta(meta.preprocessing, name, False, extra)
+            out.append(str(modelio.save(net, path, member_meta)))
+    return out
+
+
 @dataclass
 class Prepared:
     """One run's model ready to ship, with its validation predictions at each TTA count."""
@@ -221,13 +254,18 @@ def ship(
     count, from the members' cached predictions; whichever single run or subset has the
     lowest validation MAE ships, and every figure is recorded. ``data`` defaults to the
     first run's; all are scored on that one split, so the runs must have held out the same
-    validation cases.
+    validation cases. An ensemble among the runs (``shipped`` may be one) takes part as its
+    members, each on its own (:func:`_unpack_ensembles`).
     """
+    import tempfile
+
     runs = [_resolve_run(r) for r in ([run] if isinstance(run, str) else run)]
     if not runs:
         raise ValueError("give at least one run")
     data = data or _run_data(runs[0])
-    prepared = [prepare(r, data, split, candidates, train_split) for r in runs]
+    with tempfile.TemporaryDirectory(prefix="boneage-members-") as scratch:
+        runs = _unpack_ensembles(runs, Path(scratch))
+        prepared = [prepare(r, data, split, candidates, train_split) for r in runs]
     if len(prepared) == 1:
         return _write(prepared[0].model, prepared[0].meta)
     if len(prepared) > 6:
@@ -315,7 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run",
         nargs="+",
         help="run directory or model file ('shipped': the packaged model); several: ship the "
-        "best on validation of them and their average (an ensemble)",
+        "best on validation of them and their averages (ensembles); an ensemble given here "
+        "takes part as its members",
     )
     p.add_argument("--data", help="shard directory (default: the first run's own)")
     p.add_argument("--split", default="val", help="validation split used to choose the TTA")
