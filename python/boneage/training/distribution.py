@@ -124,8 +124,9 @@ def agree(flag: bool) -> bool:
     if w.strategy is not None:
         import tensorflow as tf
 
+        # A sum, not a max: tf.distribute reduces with SUM or MEAN only.
         local = w.strategy.run(lambda: tf.constant(1.0 if flag else 0.0))
-        return bool(w.strategy.reduce("MAX", local, axis=None).numpy() > 0)
+        return bool(w.strategy.reduce("SUM", local, axis=None).numpy() > 0)
     import numpy as np
     from jax.experimental import multihost_utils
 
