@@ -295,7 +295,7 @@ def ship(
         "over_size_limit": too_big,
         "float16_to_fit": halved,
     }
-    half = "+".join(map(str, chosen)) in halved
+    half = bool(_half_storage([prepared[i].model for i in chosen]))  # as when it was scored
     tta = _best_tta(scored[chosen])
     if len(chosen) == 1:  # no average beat this run on its own: ship it as it is
         model, meta = prepared[chosen[0]].model, prepared[chosen[0]].meta
