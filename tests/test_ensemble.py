@@ -194,6 +194,12 @@ def test_ship_keeps_an_ensemble_that_cancels_its_members_errors(data, tmp_path, 
     record = meta.extra["choices_on_validation"]["ensembles"]
     assert record["over_size_limit"] == ["0+1"] and "0+1" not in record["val_mae_by_subset_and_tta"]
     assert record["float16_to_fit"] == ["0", "1"]
+    # A run given alone is halved too when only float16 fits, and refused when nothing does.
+    result = shipping.ship([up], str(data), "val", [0])
+    assert result["weights"] == "float16" and result["bytes"] < int(1.5 * params)
+    monkeypatch.setattr(shipping, "MAX_BYTES", params // 4)
+    with pytest.raises(ValueError, match="even with float16 weights"):
+        shipping.ship([up], str(data), "val", [0])
 
 
 def test_ship_refuses_members_prepared_differently(data, tmp_path, monkeypatch):

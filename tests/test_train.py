@@ -94,6 +94,41 @@ def test_resume_continues_from_the_saved_epoch(demo_run, tmp_path, capsys):
     assert after["command"].endswith(" ".join(["--resume", *extra]))
 
 
+def test_resume_restores_the_optimizer_state(demo_run):
+    """A resumed run's Adam moments are those saved in last.keras, not zeros; an optimizer
+    of another layout is left as it is rather than filled with the wrong arrays."""
+    import io
+    import zipfile
+
+    import h5py
+    import keras
+    import numpy as np
+
+    from boneage import modelio
+    from boneage.training.loop import TrainConfig, compile_model
+
+    with zipfile.ZipFile(demo_run / "last.keras") as zf:
+        with h5py.File(io.BytesIO(zf.read(modelio.WEIGHTS_NAME)), "r") as f:
+            group = f["optimizer/vars"]
+            saved = [group[str(i)][()] for i in range(len(group))]
+    cfg = TrainConfig(**json.loads((demo_run / "config.json").read_text()))
+    model, _ = modelio.load(demo_run / "last.keras")
+    compile_model(model, cfg, total_steps=100)
+    assert modelio.restore_optimizer(model, demo_run / "last.keras")
+    restored = [np.asarray(v) for v in model.optimizer.variables]
+    assert len(restored) == len(saved)
+    moments = [a for a in saved if a.ndim > 0]
+    assert moments and any(np.abs(a).max() > 0 for a in moments)  # trained, not fresh zeros
+    for got, want in zip(restored, saved, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    other, _ = modelio.load(demo_run / "last.keras")
+    other.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")  # no moments at all
+    assert not modelio.restore_optimizer(other, demo_run / "last.keras")
+    assert all(np.abs(np.asarray(v)).max() == 0 for v in other.optimizer.variables
+               if np.asarray(v).ndim > 0)  # fmt: skip
+
+
 def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):
     """--init-from starts from the model's weights; a model of other data is refused."""
     from boneage import modelio

@@ -25,6 +25,7 @@ __all__ = [
     "load",
     "read_meta",
     "resolve",
+    "restore_optimizer",
     "round_to_half",
     "save",
 ]
@@ -148,6 +149,35 @@ def read_meta(path: str | os.PathLike[str]) -> ModelMeta | None:
         uncertainty=bool(d.get("uncertainty", False)),
         extra=d.get("extra", {}),
     )
+
+
+def restore_optimizer(model: Any, path: str | os.PathLike[str]) -> bool:
+    """Puts the optimizer state saved in the ``.keras`` file ``path`` into ``model``'s
+    (compiled) optimizer; True when it did, False when the file has none or another layout.
+
+    :func:`load` reads a model without its compiled state, so a resumed run would otherwise
+    restart Adam's moment estimates from zero and lose about an epoch to re-estimating them.
+    Keras stores the optimizer's variables by position; they are restored only when their
+    count and every shape match, which the same model compiled the same way guarantees.
+    """
+    import io
+
+    import h5py
+
+    with zipfile.ZipFile(path) as zf, h5py.File(io.BytesIO(zf.read(WEIGHTS_NAME)), "r") as f:
+        group = f.get("optimizer/vars")
+        saved = {} if group is None else {name: group[name][()] for name in group}
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    variables = list(optimizer.variables)
+    if len(saved) != len(variables) or any(
+        tuple(saved[str(i)].shape) != tuple(v.shape) for i, v in enumerate(variables)
+    ):
+        return False
+    for i, variable in enumerate(variables):
+        variable.assign(saved[str(i)])
+    return True
 
 
 def resolve(path: str | os.PathLike[str]) -> Path:

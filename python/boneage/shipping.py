@@ -240,6 +240,11 @@ def _ensemble_meta(metas: Sequence[Any], runs: Sequence[str]) -> Any:
     )
 
 
+def _subset_key(combo: tuple[int, ...]) -> str:
+    """How the shipping record names a subset of the runs: their positions, "0+2"."""
+    return "+".join(map(str, combo))
+
+
 def ship(
     run: str | Sequence[str],
     data: str | None,
@@ -266,8 +271,8 @@ def ship(
     with tempfile.TemporaryDirectory(prefix="boneage-members-") as scratch:
         runs = _unpack_ensembles(runs, Path(scratch))
         prepared = [prepare(r, data, split, candidates, train_split) for r in runs]
-    if len(prepared) == 1:
-        return _write(prepared[0].model, prepared[0].meta)
+    if len(prepared) == 1 and _half_storage([prepared[0].model]) is False:
+        return _write(prepared[0].model, prepared[0].meta)  # fits as it is: nothing to choose
     if len(prepared) > 6:
         raise ValueError(f"{len(prepared)} runs: at most 6 (every subset is scored)")
     _ensemble_meta([p.meta for p in prepared], runs)  # refuse unfit members before scoring
@@ -278,19 +283,24 @@ def ship(
         for combo in itertools.combinations(range(len(prepared)), k):
             half = _half_storage([prepared[i].model for i in combo])
             if half is None:
-                too_big.append("+".join(map(str, combo)))  # could not ship: not scored
+                too_big.append(_subset_key(combo))  # could not ship: not scored
                 continue
             if half:
-                halved.append("+".join(map(str, combo)))
+                halved.append(_subset_key(combo))
             preds = {n: np.mean([prepared[i].preds[n] for i in combo], axis=0) for n in candidates}
             scored[combo] = _maes(truth, preds)
+    if not scored:
+        raise ValueError(
+            f"no run or average of runs fits {MAX_BYTES / 2**20:.0f} MiB, even with float16 "
+            "weights: a smaller network is needed to ship"
+        )
     chosen = min(scored, key=lambda c: (round(min(scored[c].values()), 2), len(c)))
     record = {
         "split": split,
         "members": [
             {"run": Path(r).name, **p.choices} for r, p in zip(runs, prepared, strict=True)
         ],
-        "val_mae_by_subset_and_tta": {"+".join(map(str, c)): m for c, m in scored.items()},
+        "val_mae_by_subset_and_tta": {_subset_key(c): m for c, m in scored.items()},
         "chosen": [Path(runs[i]).name for i in chosen],
         "over_size_limit": too_big,
         "float16_to_fit": halved,

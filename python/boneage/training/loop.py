@@ -335,7 +335,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
                                 mean_bias=split_mean_age(cfg.data, cfg.train_split))  # fmt: skip
         compile_model(model, cfg, total_steps)
         if resume:
-            # Put the optimizer's step where the schedule left it.
+            # Adam's moments as they were, then the step where the schedule left it (in this
+            # launch's steps: another number of workers may split an epoch differently).
+            if not modelio.restore_optimizer(model, out / "last.keras"):
+                print(f"{out / 'last.keras'}: no matching optimizer state; it starts afresh")
             model.optimizer.iterations.assign(initial_epoch * steps)
     monitor = "val_mean_absolute_error_of_mean" if cfg.uncertainty else "val_mae"
     # Under JAX, saving a model spread over processes runs collectives (every process must
