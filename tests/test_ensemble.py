@@ -1,6 +1,7 @@
 """Ensembles (boneage.models.ensemble): the mean of their members, saved and loaded as one
 model, explained member by member, refused where averaging would be wrong, and shipped only
-when validation says they beat their best member."""
+when validation says they beat their best member. (The straight-line calibration that
+shipping may add is switched off here: tests/test_calibration.py covers it.)"""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ def test_ship_several_runs_keeps_the_best_on_validation(data, tmp_path, monkeypa
 
     monkeypatch.setattr(shipping, "SHIPPED", tmp_path / "shipped")
     runs = [str(_run(data, tmp_path, seed, 3)) for seed in (1, 2)]
-    result = shipping.ship(runs, str(data), "val", [0, 2])
+    result = shipping.ship(runs, str(data), "val", [0, 2], calibrate=False)
     shipped = Path(result["model"])
     assert [p.name for p in (tmp_path / "shipped").iterdir()] == [shipped.name]
     meta = modelio.read_meta(shipped)
@@ -151,7 +152,7 @@ def test_ship_keeps_an_ensemble_that_cancels_its_members_errors(data, tmp_path, 
 
     monkeypatch.setattr(shipping, "SHIPPED", tmp_path / "shipped")
     up, down = (str(_run(data, tmp_path, 1, 1, shift=s)) for s in (60.0, -60.0))
-    result = shipping.ship([up, down], str(data), "val", [0])
+    result = shipping.ship([up, down], str(data), "val", [0], calibrate=False)
     model, meta = modelio.load(result["model"])
     assert len(members(model)) == 2 and meta.tta == 0
     choices = meta.extra["choices_on_validation"]
@@ -163,7 +164,7 @@ def test_ship_keeps_an_ensemble_that_cancels_its_members_errors(data, tmp_path, 
     assert mae == pytest.approx(choices["val_mae_of_shipped_file"], abs=1e-3)
     # The shipped ensemble given again takes part as its two members: their pair scores what
     # the file did, and it ships again with each member's provenance.
-    again = shipping.ship([result["model"]], str(data), "val", [0])
+    again = shipping.ship([result["model"]], str(data), "val", [0], calibrate=False)
     assert again["val_mae_by_subset_and_tta"]["0+1"][0] == pytest.approx(mae, abs=1e-3)
     assert len(again["chosen"]) == 2 and again["chosen"][0].endswith("member_0.keras")
     assert [m["command"] for m in modelio.read_meta(again["model"]).extra["members"]] == [
@@ -174,7 +175,7 @@ def test_ship_keeps_an_ensemble_that_cancels_its_members_errors(data, tmp_path, 
     # Over the limit as float32, within it as float16: the pair ships with half weights,
     # scored again as rounded; plain Keras loads them back as float32.
     monkeypatch.setattr(shipping, "MAX_BYTES", 3 * params)
-    result = shipping.ship([up, down], str(data), "val", [0])
+    result = shipping.ship([up, down], str(data), "val", [0], calibrate=False)
     assert result["weights"] == "float16" and result["float16_to_fit"] == ["0+1"]
     assert result["bytes"] < 3 * params
     model, meta = modelio.load(result["model"])
@@ -188,18 +189,18 @@ def test_ship_keeps_an_ensemble_that_cancels_its_members_errors(data, tmp_path, 
     # An ensemble whose file would break the size limit even so is not scored: a member
     # ships (itself halved: one member fits as float16 only).
     monkeypatch.setattr(shipping, "MAX_BYTES", int(1.5 * params))
-    result = shipping.ship([up, down], str(data), "val", [0])
+    result = shipping.ship([up, down], str(data), "val", [0], calibrate=False)
     model, meta = modelio.load(result["model"])
     assert members(model) == [] and result["weights"] == "float16"
     record = meta.extra["choices_on_validation"]["ensembles"]
     assert record["over_size_limit"] == ["0+1"] and "0+1" not in record["val_mae_by_subset_and_tta"]
     assert record["float16_to_fit"] == ["0", "1"]
     # A run given alone is halved too when only float16 fits, and refused when nothing does.
-    result = shipping.ship([up], str(data), "val", [0])
+    result = shipping.ship([up], str(data), "val", [0], calibrate=False)
     assert result["weights"] == "float16" and result["bytes"] < int(1.5 * params)
     monkeypatch.setattr(shipping, "MAX_BYTES", params // 4)
     with pytest.raises(ValueError, match="even with float16 weights"):
-        shipping.ship([up], str(data), "val", [0])
+        shipping.ship([up], str(data), "val", [0], calibrate=False)
 
 
 def test_ship_refuses_members_prepared_differently(data, tmp_path, monkeypatch):
@@ -209,5 +210,5 @@ def test_ship_refuses_members_prepared_differently(data, tmp_path, monkeypatch):
     other = Preprocessing(image_size=32, localiser="none", mode="squash", clip_limit=3.0)
     runs = [str(_run(data, tmp_path, 1, 1)), str(_run(data, tmp_path, 2, 1, other))]
     with pytest.raises(ValueError, match="must share their preprocessing"):
-        shipping.ship(runs, str(data), "val", [0])
+        shipping.ship(runs, str(data), "val", [0], calibrate=False)
     assert not (tmp_path / "shipped").exists() or not list((tmp_path / "shipped").iterdir())

@@ -269,7 +269,8 @@ class EnsembleCam:
 
     A member's map shows what moved *its* estimate away from *its* baseline; the average
     shows where the members, together, found their evidence. ``output`` and ``baseline`` are
-    the members' means, so ``output`` is the ensemble's own plain estimate.
+    the members' means, passed through the ensemble's calibration line when it has one
+    (:mod:`boneage.models.calibration`), so ``output`` is the ensemble's own plain estimate.
     """
 
     model: Any
@@ -288,11 +289,14 @@ class EnsembleCam:
         heat = np.mean([m.heat for m in each], axis=0)
         top = heat.max(axis=(1, 2), keepdims=True)
         heat = np.where(top > 0, heat / np.where(top > 0, top, 1.0), 0.0).astype(np.float32)
-        return Maps(
-            heat=heat,
-            output=np.mean([m.output for m in each], axis=0),
-            baseline=np.mean([m.baseline for m in each], axis=0),
-        )
+        from boneage.models.calibration import calibration_of
+
+        line = calibration_of(self.model)
+        output = np.mean([m.output for m in each], axis=0)
+        baseline = np.mean([m.baseline for m in each], axis=0)
+        if line is not None:
+            output, baseline = line.apply(output), line.apply(baseline)
+        return Maps(heat=heat, output=output, baseline=baseline)
 
 
 def explainer(model: Any, layer: str | None = None) -> GradCam | EnsembleCam:

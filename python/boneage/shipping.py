@@ -251,6 +251,7 @@ def ship(
     split: str,
     candidates: Sequence[int],
     train_split: str = "train",
+    calibrate: bool = True,
 ) -> dict[str, Any]:
     """Ships one run's model, or the best on ``split`` of several runs and their averages.
 
@@ -260,7 +261,10 @@ def ship(
     lowest validation MAE ships, and every figure is recorded. ``data`` defaults to the
     first run's; all are scored on that one split, so the runs must have held out the same
     validation cases. An ensemble among the runs (``shipped`` may be one) takes part as its
-    members, each on its own (:func:`_unpack_ensembles`).
+    members, each on its own (:func:`_unpack_ensembles`). With ``calibrate``, the chosen
+    model gets the straight-line correction of its age fitted on ``split`` when
+    cross-validation on ``split`` says it helps (:func:`boneage.models.calibration.study`);
+    the study is recorded either way.
     """
     import tempfile
 
@@ -271,7 +275,7 @@ def ship(
     with tempfile.TemporaryDirectory(prefix="boneage-members-") as scratch:
         runs = _unpack_ensembles(runs, Path(scratch))
         prepared = [prepare(r, data, split, candidates, train_split) for r in runs]
-    if len(prepared) == 1 and _half_storage([prepared[0].model]) is False:
+    if len(prepared) == 1 and _half_storage([prepared[0].model]) is False and not calibrate:
         return _write(prepared[0].model, prepared[0].meta)  # fits as it is: nothing to choose
     if len(prepared) > 6:
         raise ValueError(f"{len(prepared)} runs: at most 6 (every subset is scored)")
@@ -307,11 +311,10 @@ def ship(
     }
     half = bool(_half_storage([prepared[i].model for i in chosen]))  # as when it was scored
     tta = _best_tta(scored[chosen])
+    promised = scored[chosen][tta]
     if len(chosen) == 1:  # no average beat this run on its own: ship it as it is
         model, meta = prepared[chosen[0]].model, prepared[chosen[0]].meta
         meta.extra["choices_on_validation"]["ensembles"] = record
-        if not half:  # its cached predictions are this very model's: nothing to re-score
-            return _write(model, meta)
     else:
         from boneage.models.ensemble import ensemble  # Keras: only once an ensemble ships
 
@@ -320,17 +323,28 @@ def ship(
         model = ensemble([p.model for p in members_used])
         meta.extra["tta"] = tta
         meta.extra["choices_on_validation"] = record
+    if calibrate:
+        from boneage.models import calibration
+
+        chosen_preds = np.mean([prepared[i].preds[tta] for i in chosen], axis=0)
+        line = calibration.study(chosen_preds, truth)
+        meta.extra["choices_on_validation"]["calibration"] = line
+        if line["used"]:
+            model = calibration.calibrated(model, line["slope"], line["intercept"])
+            promised = line["mae_in_sample"]
+    if not half and model is prepared[chosen[0]].model:
+        return _write(model, meta)  # its cached predictions are this very model's
     if half:
         from boneage import modelio
 
         modelio.round_to_half(model)  # what the float16 file will hold
     # The file's weights, scored once more: they must give what the cached predictions
-    # (full-precision members) promised.
+    # (full-precision members, corrected by the line when it is used) promised.
     direct = choose_tta(model, data, split, [tta])[tta]
-    if abs(direct - scored[chosen][tta]) > 0.05:
+    if abs(direct - promised) > 0.05:
         raise RuntimeError(
             f"the model to ship scores {direct:.3f} on {split}, its members' predictions "
-            f"promised {scored[chosen][tta]:.3f}: not shipped"
+            f"promised {promised:.3f}: not shipped"
         )
     meta.extra["choices_on_validation"]["val_mae_of_shipped_file"] = direct
     return _write(model, meta, half)
@@ -369,9 +383,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data", help="shard directory (default: the first run's own)")
     p.add_argument("--split", default="val", help="validation split used to choose the TTA")
     p.add_argument("--tta", type=int, nargs="+", default=[0, 4, 8], help="TTA counts to try")
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="ship the age as the networks give it, without the straight-line correction "
+        "fitted on the validation split (by default it is used when cross-validation on that "
+        "split says it lowers the MAE)",
+    )
     args = p.parse_args(argv)
     quiet_native_logs()
-    return run_command(lambda: _print(ship(args.run, args.data, args.split, args.tta)))
+    return run_command(
+        lambda: _print(
+            ship(args.run, args.data, args.split, args.tta, calibrate=not args.no_calibration)
+        )
+    )
 
 
 def _print(result: dict[str, Any]) -> int:

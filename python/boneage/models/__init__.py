@@ -73,6 +73,7 @@ def build_model(name: str, image_size: int = 256, **options: Any) -> keras.Model
 # The builder modules register themselves on import; the layers, loss and metric register
 # with Keras's serialisation on import. Imported last because they need ``register``.
 from boneage.models import (  # noqa: E402, F401
+    calibration,
     compact,
     densenet,
     layers,
