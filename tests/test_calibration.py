@@ -53,6 +53,10 @@ def test_study_uses_the_line_only_when_it_helps_on_unseen_folds():
     truth, honest = _shrunk(600, 2, keep=1.0)
     unneeded = study(honest, truth)  # nothing to correct: refitting only adds noise
     assert not unneeded["used"]
+    # A model whose estimates fall as the age rises is not rescued by a falling line.
+    backwards = study(truth.mean() - (honest - truth.mean()), truth)
+    assert backwards["slope"] < 0 and backwards["mae_cross_validated"] < backwards["mae_plain"]
+    assert not backwards["used"]
     with pytest.raises(ValueError, match="too few"):
         study(honest[:10], truth[:10])
 

@@ -103,7 +103,8 @@ def study(
     ``folds``-fold cross-validation over ``predicted`` (repeated with reshuffled folds):
     each fold is corrected by the line fitted on the others. Returns the line fitted on all
     cases, the MAE as predicted, the cross-validated MAE after correction and ``used``: whether
-    the correction saves at least :data:`MIN_GAIN` months.
+    the correction saves at least :data:`MIN_GAIN` months with a rising line (a falling one
+    would rank an older-looking hand younger: a model that bad needs retraining, not a line).
     """
     p = np.asarray(predicted, dtype=np.float64).ravel()
     t = np.asarray(truth, dtype=np.float64).ravel()
@@ -128,5 +129,5 @@ def study(
         "mae_in_sample": float(np.mean(np.abs(slope * p + intercept - t))),
         "folds": folds,
         "repeats": repeats,
-        "used": plain - cross >= MIN_GAIN,
+        "used": plain - cross >= MIN_GAIN and slope > 0,
     }
