@@ -41,8 +41,9 @@ class AgeCalibration(keras.layers.Layer):
         return input_shape
 
     def apply(self, age: np.ndarray) -> np.ndarray:
-        """The same line on NumPy ages (for callers that average members themselves)."""
-        return (np.asarray(age) * self.slope + self.intercept).astype(np.float32)
+        """The same line on NumPy ages (for callers that average members themselves): the
+        arithmetic of :meth:`call` works on arrays as it does on tensors, so it is reused."""
+        return np.asarray(self.call(np.asarray(age, dtype=np.float32)), dtype=np.float32)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "slope": self.slope, "intercept": self.intercept}
