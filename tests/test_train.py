@@ -191,6 +191,42 @@ def test_init_from_refuses_an_ensemble(demo_run, tmp_path):
         train(TrainConfig(**cfg))
 
 
+def test_init_member_fine_tunes_one_network_of_an_ensemble(demo_run, tmp_path):
+    """--init-member N starts from member N alone (the shipped average's networks can be
+    trained further without their old runs) and records which member and its own command."""
+    import numpy as np
+
+    from boneage import modelio
+    from boneage.models.ensemble import ensemble
+    from boneage.training.loop import TrainConfig, train
+
+    a, meta = modelio.load(demo_run / "best.keras")
+    b, _ = modelio.load(demo_run / "best.keras")
+    b.get_layer("bone_age").bias.assign(b.get_layer("bone_age").bias + 50.0)  # tell them apart
+    meta.extra["members"] = [{"model_name": meta.model_name, "command": f"train {c}"}
+                             for c in ("a", "b")]  # fmt: skip
+    path = modelio.save(ensemble([a, b]), tmp_path / "ensemble.keras", meta)
+    cfg = json.loads((demo_run / "config.json").read_text())
+    cfg.update(out=str(tmp_path / "tuned"), epochs=1, demo=False, lr=1e-9, warmup=0.0,
+               init_from=str(path), init_member=1)  # fmt: skip
+    train(TrainConfig(**cfg))
+    tuned, tuned_meta = modelio.load(tmp_path / "tuned" / "best.keras")
+    assert tuned_meta.extra["init_from"] == {"model": f"{tmp_path.name}/ensemble.keras",
+                                             "member": 1, "command": "train b",
+                                             "init_from": None}  # fmt: skip
+    # A learning rate of ~0 keeps member 1's weights: its +50-month head, not member 0's.
+    shift = np.asarray(tuned.get_layer("bone_age").bias) - np.asarray(a.get_layer("bone_age").bias)
+    np.testing.assert_allclose(shift, 50.0, atol=0.5)
+
+    for member, message in ((2, "has members 0 to 1"), (-1, "has members 0 to 1")):
+        cfg.update(out=str(tmp_path / f"bad{member}"), init_member=member)
+        with pytest.raises(ValueError, match=message):
+            train(TrainConfig(**cfg))
+    cfg.update(out=str(tmp_path / "single"), init_from=str(demo_run / "best.keras"), init_member=0)
+    with pytest.raises(ValueError, match="not an ensemble"):
+        train(TrainConfig(**cfg))
+
+
 def test_evaluate_cli_and_predict_agree(demo_run, tmp_path, capsys):
     from boneage.evaluate import main as evaluate_main
     from boneage.inference import Predictor

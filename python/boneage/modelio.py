@@ -49,6 +49,23 @@ class ModelMeta:
         """The caller's TTA count when given, else the model's own (chosen on validation)."""
         return self.tta if given is None else int(given)
 
+    def member(self, index: int) -> ModelMeta:
+        """The metadata of an ensemble's member ``index``: the shared preprocessing with that
+        member's own name and provenance (recorded in ``extra["members"]`` when it was built).
+
+        Why: a member taken out of an ensemble (to ship it in another subset, or to fine-tune
+        it) must say what it is and how it was trained, not repeat the ensemble's summary.
+        An ensemble saved without that record gives its members its own name and provenance.
+        """
+        described = self.extra.get("members") or []
+        if not described:
+            return ModelMeta(self.preprocessing, self.model_name, False, dict(self.extra))
+        if not 0 <= index < len(described):
+            raise ValueError(f"member {index}: the ensemble has members 0 to {len(described) - 1}")
+        extra = dict(described[index])
+        name = str(extra.pop("model_name", ""))
+        return ModelMeta(self.preprocessing, name, False, extra)
+
 
 WEIGHTS_NAME = "model.weights.h5"
 """The member of a ``.keras`` zip that holds the weights (Keras's own name)."""

@@ -141,12 +141,9 @@ def _unpack_ensembles(runs: Sequence[str], scratch: Path) -> list[str]:
                 f"{run}: {len(nets)} member networks but {len(meta.extra['members'])} "
                 "members described in its metadata"
             )
-        for i, (net, described) in enumerate(zip(nets, meta.extra["members"], strict=True)):
-            extra = dict(described)
-            name = str(extra.pop("model_name", ""))
+        for i, net in enumerate(nets):
             path = scratch / f"{Path(run).stem}-{MEMBER_PREFIX}{i}.keras"
-            member_meta = modelio.ModelMeta(meta.preprocessing, name, False, extra)
-            out.append(str(modelio.save(net, path, member_meta)))
+            out.append(str(modelio.save(net, path, meta.member(i))))
     return out
 
 

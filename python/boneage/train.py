@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         "preprocessing must match the run's; 'shipped' names the packaged model)",
     )
     p.add_argument(
+        "--init-member",
+        type=int,
+        metavar="N",
+        help="with an ensemble for --init-from (such as the shipped model): fine-tune its "
+        "member N (0-based; the metadata's 'members' list them in order)",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in --out from its last epoch, with the run's settings (only "
@@ -164,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.model or 'run'}"
     )
     model = (
-        args.model or _init_model_name(args.init_from) or ("small_cnn" if demo else "densenet121")
+        args.model
+        or _init_model_name(args.init_from, args.init_member)
+        or ("small_cnn" if demo else "densenet121")
     )
     cfg = TrainConfig(
         model=model,
@@ -198,6 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         max_minutes=args.max_minutes,
         init_from=str(_init_path(args.init_from)) if args.init_from else None,
+        init_member=args.init_member,
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
     )
     if demo and not args.resume:  # a resumed run takes its data from its config.json
@@ -238,13 +248,17 @@ def _saved_epochs(out: Path, resume: bool) -> int | None:
     return int(json.loads(config.read_text())["epochs"])
 
 
-def _init_model_name(init_from: str | None) -> str | None:
-    """The architecture of the model to fine-tune, so --model need not repeat it."""
+def _init_model_name(init_from: str | None, member: int | None = None) -> str | None:
+    """The architecture of the model (or ensemble member) to fine-tune, so --model need not
+    repeat it."""
     from boneage import modelio
 
     if not init_from:
         return None
     meta = modelio.read_meta(_init_path(init_from))
+    described = (meta.extra.get("members") or []) if meta else []
+    if meta is not None and member is not None and 0 <= member < len(described):
+        meta = meta.member(member)  # out of range: the run refuses it with the valid range
     return meta.model_name if meta and meta.model_name else None
 
 

@@ -69,6 +69,9 @@ class TrainConfig:
     # A trained model whose weights start this run (fine-tuning); its preprocessing must be
     # the data's, or its weights would meet images unlike those they learned from.
     init_from: str | None = None
+    # Which member of an ensemble ``init_from`` is to start from (0-based); None for a plain
+    # model. Lets the shipped average's networks be trained further without their old runs.
+    init_member: int | None = None
     demo_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
     command: str = ""
 
@@ -319,7 +322,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "trained_on": Path(cfg.data).name,
             "demo": cfg.demo,
             "command": cfg.command,
-            "init_from": lineage(cfg.init_from) if cfg.init_from else None,
+            "init_from": lineage(cfg.init_from, cfg.init_member) if cfg.init_from else None,
         },
     )
     initial_epoch = 0
@@ -374,9 +377,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     return finish(out, cfg, model, meta, dist, policy, n_train)
 
 
-def lineage(init_from: str) -> dict[str, Any]:
-    """Where a fine-tuned model's weights came from: the start's run and file name, and the
-    command (and, in turn, the start) recorded in it.
+def lineage(init_from: str, member: int | None = None) -> dict[str, Any]:
+    """Where a fine-tuned model's weights came from: the start's run and file name (and which
+    member of it, for an ensemble), and the command (and, in turn, the start) recorded in it.
 
     A fine-tuning command alone does not say how to make the model again: its start is
     typically another run's ``best.keras``, trained by a command that only that file knows.
@@ -384,12 +387,13 @@ def lineage(init_from: str) -> dict[str, Any]:
     """
     path = Path(init_from)
     meta = modelio.read_meta(path)
+    if meta is not None and member is not None:
+        meta = meta.member(member)
     extra = meta.extra if meta else {}
-    return {
-        "model": f"{path.parent.name}/{path.name}",
-        "command": extra.get("command"),
-        "init_from": extra.get("init_from"),
-    }
+    start: dict[str, Any] = {"model": f"{path.parent.name}/{path.name}"}
+    if member is not None:
+        start["member"] = member
+    return {**start, "command": extra.get("command"), "init_from": extra.get("init_from")}
 
 
 def warm_start(cfg: TrainConfig, pp: Preprocessing) -> Any:
@@ -402,13 +406,28 @@ def warm_start(cfg: TrainConfig, pp: Preprocessing) -> Any:
 
     assert cfg.init_from is not None  # run() calls this only when it is set
     model, meta = modelio.load(cfg.init_from)
-    if members(model):
+    nets = members(model)
+    if nets and cfg.init_member is None:
         # Fine-tuning the average as one network would train the members towards each
         # other, losing the independence an ensemble is for.
         raise ValueError(
-            f"--init-from {cfg.init_from} is an ensemble of {len(members(model))} models "
-            f"({meta.model_name}); fine-tune one member's own run instead, or train afresh"
+            f"--init-from {cfg.init_from} is an ensemble of {len(nets)} models "
+            f"({meta.model_name}); fine-tune one of its members (--init-member 0 to "
+            f"{len(nets) - 1}), or train afresh"
         )
+    if cfg.init_member is not None:
+        if not nets:
+            raise ValueError(
+                f"--init-member {cfg.init_member}: {cfg.init_from} is a single model, not an "
+                "ensemble; leave --init-member out"
+            )
+        if not 0 <= cfg.init_member < len(nets):
+            raise ValueError(
+                f"--init-member {cfg.init_member}: {cfg.init_from} has members 0 to {len(nets) - 1}"
+            )
+        # The bare network: an ensemble's age line (if any) belongs to the average.
+        model, meta = nets[cfg.init_member], meta.member(cfg.init_member)
+        model.name = cfg.model  # not "member_N": it is a network of its own again
     if meta.model_name and meta.model_name != cfg.model:
         raise ValueError(
             f"--init-from {cfg.init_from} is a {meta.model_name} model, this run trains "
