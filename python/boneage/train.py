@@ -12,6 +12,7 @@ logs, ``metrics.json`` and the plots (``curves.png``, ``lr_schedule.png``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -256,9 +257,9 @@ def _init_model_name(init_from: str | None, member: int | None = None) -> str | 
     if not init_from:
         return None
     meta = modelio.read_meta(_init_path(init_from))
-    described = (meta.extra.get("members") or []) if meta else []
-    if meta is not None and member is not None and 0 <= member < len(described):
-        meta = meta.member(member)  # out of range: the run refuses it with the valid range
+    if meta is not None and member is not None:
+        with contextlib.suppress(ValueError):  # out of range: the run refuses it, saying why
+            meta = meta.member(member)
     return meta.model_name if meta and meta.model_name else None
 
 
