@@ -138,6 +138,49 @@ def test_everything_ok_exits_zero_and_opencv_engine_agrees(archives, tmp_path):
     assert sa == sb  # same boxes, bit-exact pixels: identical shards
 
 
+def test_keep_copies_makes_a_record_of_every_copy_in_its_cases_split(tmp_path):
+    """The same films at two sizes (as RSNA's 100 and 299 px copies): with --keep-copies each
+    copy is a record, every copy sits in its case's one split (no case in train and val), and
+    the splits are those of a run without the copies (they depend on the labels only)."""
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.mkdir(), large.mkdir()
+    n = 40
+    for i in range(1, n + 1):
+        png = hand_png(i)
+        (small / f"{i}.png").write_bytes(png)
+        if i % 2:
+            img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+            big = cv2.resize(img, (299, 299), interpolation=cv2.INTER_LINEAR)
+            (large / f"{i}.png").write_bytes(cv2.imencode(".png", big)[1].tobytes())
+    (large / "2.png").write_bytes(hand_png(2)[:200])  # a broken copy: skipped, not a record
+    rows = [[i, 6 * i, "True" if i % 3 else "False"] for i in range(1, n + 1)]
+    labels = write_csv(tmp_path / "l.csv", ["id", "boneage", "male"], rows)
+    common = ["--labels", str(labels), "--mode", "squash", "--size", "32",
+              "--val-fraction", "0.25", "--seed", "3", "--quiet"]  # fmt: skip
+    alone, both, first = tmp_path / "alone", tmp_path / "both", tmp_path / "first"
+    assert main([str(small), "--out", str(alone), *common]) == 0
+    assert main([str(small), str(large), "--out", str(both), "--keep-copies", *common]) == 1
+    assert main([str(small), str(large), "--out", str(first), *common]) == 1
+
+    def records(out: Path) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for split in ("train", "val"):
+            files = [str(p) for p in sorted(out.glob(f"{split}-*.tfrecord"))]
+            for ex in native.read_examples(files):
+                found.setdefault(ex["id"], []).append(split)
+        return found
+
+    one, kept, dropped = records(alone), records(both), records(first)
+    copied = {str(i) for i in range(1, n + 1, 2)}
+    assert {k for k, v in kept.items() if len(v) == 2} == copied
+    assert all(len(v) == 1 for k, v in kept.items() if k not in copied)  # 2's copy failed
+    assert all(len(set(v)) == 1 for v in kept.values())  # a case never spans two splits
+    assert {k: v[0] for k, v in kept.items()} == {k: v[0] for k, v in one.items()}
+    assert dropped == one  # without the flag a copy is still a "duplicate id"
+    m = read_manifest(first)
+    assert any("duplicate id" in r["reason"] for r in m["1"])
+
+
 def test_missing_input_is_a_usage_error(tmp_path, capsys):
     assert main([str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "not found" in capsys.readouterr().err

@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="hold out this seeded, stratified fraction of the training cases as "
                         "'val', keeping the label files' own test split (e.g. 0.1 with the RSNA "
                         "training and test CSVs)")  # fmt: skip
+    p.add_argument("--keep-copies", action="store_true",
+                   help="make a record of every copy of a case (e.g. the same film at 100 and "
+                        "299 px, from two archives) instead of the first one only; a case's "
+                        "copies all land in its one split, so none leaks between "
+                        "train and val")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed for --split-by / --val-fraction")
     p.add_argument(
         "--shards", type=int, default=0, help="shards per split (0: one per ~1000 images)"
@@ -152,6 +157,7 @@ def _preprocess(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> int:
         split_by=parse_fractions(args.split_by) if args.split_by else None,
         seed=args.seed,
         val_fraction=args.val_fraction,
+        keep_copies=args.keep_copies,
         workers=args.workers,
         resume=args.resume,
         part_size=args.part_size,

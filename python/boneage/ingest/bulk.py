@@ -64,6 +64,9 @@ class Options:
     split_by: dict[str, float] | None = None
     seed: int = 0
     val_fraction: float = 0.0
+    keep_copies: bool = False
+    """Every copy of a case (the same film at other sizes) becomes its own record, in the
+    case's one split, instead of the first copy only (see ``--keep-copies``)."""
     workers: int = 0
     resume: bool = False
     part_size: int = 256
@@ -167,6 +170,7 @@ class Job:
             "labels": [{"path": os.path.realpath(p), "sha256": _sha256(p)} for p in o.labels],
             "split_by": o.split_by,
             "val_fraction": o.val_fraction,
+            "keep_copies": o.keep_copies,
             "seed": o.seed,
             "shards": o.shards,
             "compression": o.compression,
@@ -257,7 +261,7 @@ class Job:
             if problem is not None:
                 row["reason"] = f"bad label: {problem.reason} ({problem.source})"
                 continue
-            if item.case_id in seen:
+            if item.case_id in seen and not self.o.keep_copies:
                 row["reason"] = f"duplicate id (first: {seen[item.case_id]})"
                 continue
             # The id is claimed only once this file has become a record (below): a copy that
@@ -289,7 +293,7 @@ class Job:
                 if isinstance(res, str):
                     row["reason"] = res
                     continue
-                if item.case_id in seen:  # a good copy earlier in this part took the id
+                if item.case_id in seen and not self.o.keep_copies:  # an earlier good copy took it
                     row["reason"] = f"duplicate id (first: {seen[item.case_id]})"
                     continue
                 seen[item.case_id] = item.source
