@@ -162,6 +162,25 @@ def test_gzip_shards_match_too(tmp_path):
     assert _same_outputs(local, beam) == ["unlabeled-00000-of-00001.tfrecord.gz"]
 
 
+def test_keep_copies_gives_the_local_engines_records_too(tmp_path):
+    """With --keep-copies a copy in a later part is a record, under Beam as locally (the
+    cross-part duplicate settling must stand aside, not read it as a claimed copy)."""
+    _needs_beam()
+    films = sorted(rsna_dir("test299").glob("*.png"))[:4]
+    again = tmp_path / "again"
+    again.mkdir()
+    for f in films[:3]:
+        (again / f.name).write_bytes(f.read_bytes())
+    local, beam = tmp_path / "local", tmp_path / "beam"
+    common = [*map(str, films), str(again), "--localiser", "native", "--part-size", "2",
+              "--keep-copies", "--quiet"]  # fmt: skip
+    assert main([*common, "--out", str(local)]) == 0
+    assert main([*common, "--out", str(beam), "--engine", "beam", *TWO_WORKERS]) == 0
+    shards = _same_outputs(local, beam)
+    ids = [ex["id"] for name in shards for ex in native.read_examples(str(beam / name))]
+    assert len(ids) == 7 and len(set(ids)) == 4
+
+
 def test_default_engine_and_import_do_not_load_beam(tmp_path):
     films = sorted((RSNA / "test299").glob("*.png"))[:1]
     if not films:

@@ -276,7 +276,7 @@ class _ProcessPart(beam.DoFn):  # type: ignore[misc]
         when that copy took the id. Asked of ``process_part`` itself, with the id marked as
         taken, so the rules stay the local engine's; such items are screened, never read."""
         later = [i for i, r in enumerate(refs) if r.later]
-        if not later:
+        if not later or self.opts.keep_copies:  # with --keep-copies no copy is a duplicate
             return {}
         work.mkdir()
         self.job.work = work
