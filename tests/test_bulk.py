@@ -143,7 +143,8 @@ def test_keep_copies_makes_a_record_of_every_copy_in_its_cases_split(tmp_path):
     copy is a record, every copy sits in its case's one split (no case in train and val), and
     the splits are those of a run without the copies (they depend on the labels only)."""
     small, large = tmp_path / "small", tmp_path / "large"
-    small.mkdir(), large.mkdir()
+    small.mkdir()
+    large.mkdir()
     n = 40
     for i in range(1, n + 1):
         png = hand_png(i)

@@ -151,6 +151,14 @@ class Job:
             return "unlabeled"
         return label.split or "train"
 
+    def duplicate_reason(self, case_id: str, seen: dict[str, str]) -> str:
+        """Why this copy of ``case_id`` is no record ("" when it may be one): another copy
+        took the id already (``seen`` maps taken ids to their source), unless
+        ``--keep-copies`` makes every copy a record. The one place the rule lives."""
+        if self.o.keep_copies or case_id not in seen:
+            return ""
+        return f"duplicate id (first: {seen[case_id]})"
+
     def fill_label(self, row: dict[str, Any], info: dicom.DicomInfo | None = None) -> None:
         """The row's label; with none, a DICOM's ``PatientSex`` still gives ``male``."""
         label = self.table.get(row["id"])
@@ -261,8 +269,9 @@ class Job:
             if problem is not None:
                 row["reason"] = f"bad label: {problem.reason} ({problem.source})"
                 continue
-            if item.case_id in seen and not self.o.keep_copies:
-                row["reason"] = f"duplicate id (first: {seen[item.case_id]})"
+            duplicate = self.duplicate_reason(item.case_id, seen)
+            if duplicate:
+                row["reason"] = duplicate
                 continue
             # The id is claimed only once this file has become a record (below): a copy that
             # fails to decode must not shut out a later good copy of the same case.
@@ -293,8 +302,9 @@ class Job:
                 if isinstance(res, str):
                     row["reason"] = res
                     continue
-                if item.case_id in seen and not self.o.keep_copies:  # an earlier good copy took it
-                    row["reason"] = f"duplicate id (first: {seen[item.case_id]})"
+                duplicate = self.duplicate_reason(item.case_id, seen)  # taken earlier in this part?
+                if duplicate:
+                    row["reason"] = duplicate
                     continue
                 seen[item.case_id] = item.source
                 image, info = res
