@@ -4,7 +4,7 @@
 
 A model's ``tta`` setting (chosen by ``boneage.shipping`` among 0, 4 and 8) averages its plain
 prediction with that many augmented copies of the image, drawn with
-``predictions.TTA_AUGMENT`` (the training augmentation at half strength). This measures, on
+``predictions.TTA_AUGMENT`` (the training augmentation at about half strength). This measures, on
 one split, the MAE of the average over the first k copies for k up to ``--copies``, with that
 augmentation and with the full training strength (``Augment()``), so both the count and the
 strength are chosen on validation, not on the test images. The model's own calibration layer

@@ -41,8 +41,9 @@ def to_model_inputs(images: np.ndarray, male: np.ndarray, size: int) -> dict[str
 
 
 TTA_AUGMENT = Augment(rotation=5.0, shift=0.03, zoom=0.05, brightness=0.05, contrast=0.05)
-"""The test-time copies' augmentation: the training one at half strength. Full strength was
-measured worse on validation, and more than 8 copies no better (benches/tta_copies.py)."""
+"""The test-time copies' augmentation: the training one (``Augment()``) at about half strength
+(every range halved, but the shift 0.03 of 0.05). Full strength was measured worse on
+validation, and more than 8 copies no better (benches/tta_copies.py)."""
 
 TTA_STACK_LIMIT = 512
 """Up to this many images x copies go through the model in one call (memory stays small)."""
