@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from boneage.modelcheck import check_model_file
 from boneage.settings import Preprocessing
 
 __all__ = [
@@ -211,13 +212,19 @@ def resolve(path: str | os.PathLike[str]) -> Path:
 
 
 def load(path: str | os.PathLike[str]) -> tuple[Any, ModelMeta]:
-    """Loads a model (file or run directory) and its settings."""
+    """Loads a model (file or run directory) and its settings.
+
+    The file is vetted first (:func:`boneage.modelcheck.check_model_file`): only the
+    project's layers and Keras' built-in ones are built, so a model file cannot run code.
+    This is the one road from a file to a model in the package; keep it that way.
+    """
     import keras
 
     import boneage.models  # noqa: F401  (registers the custom layers and losses)
 
     file = resolve(path)
-    model = keras.saving.load_model(file, compile=False)
+    check_model_file(file)  # before Keras builds anything: a model file must not run code
+    model = keras.saving.load_model(file, compile=False, safe_mode=True)
     meta = read_meta(file) or ModelMeta(
         preprocessing=Preprocessing(image_size=int(model.inputs[0].shape[1]))
     )
