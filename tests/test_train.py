@@ -176,6 +176,33 @@ def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):
         train(TrainConfig(**cfg))
 
 
+def test_init_from_at_another_size_with_a_teacher(demo_run, tmp_path):
+    """A 64 px model starts an 80 px run (its weights do not depend on the input size), with
+    a teacher's predictions (written by evaluate) blended into the training targets."""
+    from boneage import modelio
+    from boneage.evaluate import main as evaluate_main
+    from boneage.training.demo import make_synthetic
+    from boneage.training.loop import TrainConfig, train
+
+    cfg = json.loads((demo_run / "config.json").read_text())
+    assert evaluate_main([str(demo_run), "--split", "train", "--bootstrap", "10",
+                          "--out", str(tmp_path / "teacher")]) == 0  # fmt: skip
+    predictions = tmp_path / "teacher" / "predictions.csv"
+    assert len(predictions.read_text().splitlines()) == cfg["demo_sizes"]["train"] + 1
+    bigger = tmp_path / "data80"
+    make_synthetic(bigger, cfg["demo_sizes"], 80, cfg["seed"])
+    cfg.update(out=str(tmp_path / "grown"), data=str(bigger), demo=False, image_size=None,
+               epochs=1, lr=1e-9, warmup=0.0, init_from=str(demo_run / "best.keras"),
+               teacher=str(predictions), teacher_weight=0.5, test_split="test")  # fmt: skip
+    grown = train(TrainConfig(**cfg))
+    _m, meta = modelio.load(tmp_path / "grown" / "best.keras")
+    assert meta.preprocessing.image_size == 80
+    assert meta.extra["teacher"] == {"predictions": "teacher/predictions.csv", "weight": 0.5}
+    # The weights came along: far better than the mean (a fresh network after one epoch at a
+    # learning rate of 1e-9 is no better than its starting bias).
+    assert grown["mae"] < grown["baseline_mae"] / 2
+
+
 def test_init_from_refuses_an_ensemble(demo_run, tmp_path):
     """Fine-tuning an ensemble as one network would pull its members together: refused."""
     from boneage import modelio

@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "prepared with the model's own preprocessing; needs --labels")  # fmt: skip
     p.add_argument("--labels", nargs="+", metavar="CSV", help="label CSVs for --images")
     p.add_argument("--split", default="test")
-    p.add_argument("--out", help="report directory (default: <run>/eval-<split>)")
+    p.add_argument(
+        "--out",
+        help="report directory: metrics.json, report.md, plots and "
+        "predictions.csv, one row per case (default: <run>/eval-<split>)",
+    )
     p.add_argument("--tta", type=int,
                    help="test-time augmentation copies to average (default: the number the "
                         "model file records, as predict uses; 0 if none)")  # fmt: skip
@@ -106,6 +110,7 @@ def evaluate_one(
     summary["split"] = split
     summary["tta"] = tta
     summary["_arrays"] = (pred.y_true[labelled], pred.y_pred[labelled])
+    summary["_predictions"] = pred
     return summary
 
 
@@ -144,6 +149,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     plots = report.plot_predictions(y_true, y_pred, out)
     public = _public(res)
     (out / "metrics.json").write_text(json.dumps(public, indent=2))
+    res["_predictions"].write_csv(out / "predictions.csv")
     md = report.write_report(
         public, plots, out, title=f"boneage evaluation: {Path(mp).name} on {res['split']}"
     )

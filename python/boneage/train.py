@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--init-from",
         metavar="MODEL",
         help="fine-tune: start from this trained .keras model's weights (its architecture and "
-        "preprocessing must match the run's; 'shipped' names the packaged model)",
+        "preprocessing must match the run's, but for the input size and the resize filter; "
+        "'shipped' names the packaged model)",
     )
     p.add_argument(
         "--init-member",
@@ -116,6 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="with an ensemble for --init-from (such as the shipped model): fine-tune its "
         "member N (0-based; the metadata's 'members' list them in order)",
     )
+    p.add_argument(
+        "--teacher",
+        metavar="PREDICTIONS_CSV",
+        help="distillation: blend each training label with this teacher's estimate for the "
+        "case (a predictions.csv that python -m boneage.evaluate --split train writes); "
+        "validation stays on the labels",
+    )
+    p.add_argument("--teacher-weight", type=float, default=0.5, metavar="W",
+                   help="with --teacher: target = (1 - W) * label + W * teacher")  # fmt: skip
     p.add_argument(
         "--resume",
         action="store_true",
@@ -209,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_minutes=args.max_minutes,
         init_from=str(_init_path(args.init_from)) if args.init_from else None,
         init_member=args.init_member,
+        teacher=args.teacher,
+        teacher_weight=args.teacher_weight,
         verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
     )
     if demo and not args.resume:  # a resumed run takes its data from its config.json

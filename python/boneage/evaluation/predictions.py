@@ -18,6 +18,10 @@ from boneage.ingest import dicom
 from boneage.shards.arrays import read_split
 from boneage.shards.augment import Augment, augment_batch
 
+PREDICTION_COLUMNS = ("id", "male", "age_months", "predicted_months")
+"""The columns of a per-case predictions file (:meth:`Predictions.write_csv`); a teacher's
+file for distillation (:mod:`boneage.training.distill`) is read by the same names."""
+
 
 @dataclass
 class Predictions:
@@ -26,6 +30,21 @@ class Predictions:
     y_pred: np.ndarray
     male: np.ndarray
     sigma: np.ndarray | None
+
+    def write_csv(self, path: str | os.PathLike[str]) -> None:
+        """One row per case (an unlabelled case's age is empty): the figures' raw material,
+        for a reader's own analysis or as a teacher's targets for distillation."""
+        import csv
+
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(PREDICTION_COLUMNS)
+            for i, case in enumerate(self.ids):
+                age = float(self.y_true[i])
+                w.writerow(
+                    [case, int(self.male[i]), "" if age != age else f"{age:.4f}",
+                     f"{float(self.y_pred[i]):.4f}"]
+                )  # fmt: skip
 
 
 def to_model_inputs(images: np.ndarray, male: np.ndarray, size: int) -> dict[str, np.ndarray]:

@@ -16,7 +16,7 @@ Shuffling is over all examples, redone every epoch; augmentation
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -25,6 +25,9 @@ from boneage.shards.arrays import read_records
 from boneage.shards.augment import AugmentSpec, augment_images
 from boneage.shards.discovery import ShardSource, find_shards
 from boneage.shards.tfdata import resolve_options, shard_files
+
+if TYPE_CHECKING:  # pragma: no cover
+    from boneage.training.distill import Teacher
 
 __all__ = ["ShardDataset"]
 
@@ -35,8 +38,9 @@ class ShardDataset(keras.utils.PyDataset):
     Arguments mirror :func:`boneage.shards.tfdata.make_dataset` (``training`` defaults to
     ``split == "train"`` and sets the defaults of ``augment``, ``shuffle`` and
     ``drop_remainder``); ``workers``, ``use_multiprocessing`` and ``max_queue_size`` go to
-    ``keras.utils.PyDataset``. An epoch is one pass (``len(self)`` batches); Keras calls
-    :meth:`on_epoch_end`, which reshuffles.
+    ``keras.utils.PyDataset``; ``teacher`` blends each label with a teacher's estimate
+    (distillation, :mod:`boneage.training.distill`). An epoch is one pass (``len(self)``
+    batches); Keras calls :meth:`on_epoch_end`, which reshuffles.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class ShardDataset(keras.utils.PyDataset):
         seed: int | None = None,
         skip_corrupt: bool = False,
         shard: tuple[int, int] | None = None,
+        teacher: Teacher | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -82,6 +87,8 @@ class ShardDataset(keras.utils.PyDataset):
             self.images, self.male, self.age, self.ids = (
                 self.images[part], self.male[part], self.age[part], self.ids[part]
             )  # fmt: skip
+        if teacher is not None and labels:  # distillation: blended targets, computed once
+            self.age = teacher.blend(self.ids, self.age)
         self._seed = int(np.random.SeedSequence(seed).generate_state(1)[0])
         self._epoch = 0
         self._rng = np.random.default_rng([self._seed, 2**32 - 1])

@@ -30,10 +30,12 @@ from boneage.shards.discovery import ShardSource, find_shards, is_gzip_file
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
+    from boneage.training.distill import Teacher
+
 __all__ = ["check_shards", "make_dataset", "resolve_options"]
 
 
-def _decode_fn(image_size: int, labels: bool) -> Any:
+def _decode_fn(image_size: int, labels: bool, teacher: Teacher | None = None) -> Any:
     import tensorflow as tf
 
     spec = {
@@ -44,6 +46,10 @@ def _decode_fn(image_size: int, labels: bool) -> Any:
     }
     if labels:
         spec["age"] = tf.io.FixedLenFeature([], tf.float32)
+    blend = None
+    if labels and teacher is not None:
+        spec["id"] = tf.io.FixedLenFeature([], tf.string, default_value="")
+        blend = teacher.tf_blend()
     size = image_size
 
     def resize(image: tf.Tensor) -> tf.Tensor:
@@ -69,6 +75,8 @@ def _decode_fn(image_size: int, labels: bool) -> Any:
         image = tf.cond(same, lambda: image, lambda: resize(image))
         image = tf.ensure_shape(image, [size, size, 1])
         male = tf.cast(ex["male"], tf.uint8)
+        if blend is not None:
+            return image, male, blend(ex["id"], ex["age"])
         if labels:
             return image, male, ex["age"]
         return image, male
@@ -163,6 +171,7 @@ def make_dataset(
     seed: int | None = None,
     shard: tuple[int, int] | None = None,
     verify: bool = True,
+    teacher: Teacher | None = None,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``({"image": ..., "male": ...}, age)`` batches (see the module
     docstring for shapes and dtypes).
@@ -195,6 +204,8 @@ def make_dataset(
         shard: ``(index, count)``: this worker's disjoint part of the data, for multi-worker
             training (:func:`shard_files`). Auto-sharding is then switched off, so
             ``tf.distribute`` does not split the part again.
+        teacher: distillation (:class:`boneage.training.distill.Teacher`): the ``age`` each
+            case yields is its label blended with the teacher's estimate (training splits).
 
     The pipeline: files interleaved in parallel -> parse + decode (``num_parallel_calls``
     AUTOTUNE) -> cache (uint8) -> shuffle -> repeat -> batch -> to float, or augment (a
@@ -231,7 +242,7 @@ def make_dataset(
     if by_record:
         ds = ds.shard(by_record[1], by_record[0])
     ds = ds.map(
-        _decode_fn(int(image_size), labels),
+        _decode_fn(int(image_size), labels, teacher),
         num_parallel_calls=autotune,
         deterministic=not shuffle,
     )

@@ -28,6 +28,7 @@ from boneage.shards.augment import Augment
 from boneage.training import distribution
 from boneage.training.callbacks import standard_callbacks
 from boneage.training.demo import DEMO_SIZES, make_synthetic
+from boneage.training.distill import Teacher
 from boneage.training.schedules import WarmupCosine
 
 
@@ -72,6 +73,10 @@ class TrainConfig:
     # Which member of an ensemble ``init_from`` is to start from (0-based); None for a plain
     # model. Lets the shipped average's networks be trained further without their old runs.
     init_member: int | None = None
+    # Distillation: a per-case predictions file whose estimates are blended into the training
+    # targets with this weight (boneage.training.distill); validation stays on the labels.
+    teacher: str | None = None
+    teacher_weight: float = 0.5
     demo_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
     command: str = ""
 
@@ -178,10 +183,11 @@ def datasets(cfg: TrainConfig) -> tuple[Any, Any, int, int]:
     # Each worker shuffles and augments its part with its own stream (worker 0 keeps the
     # seed, so a one-worker run is unchanged).
     seed = cfg.seed + 7919 * w.index
+    teacher = _teacher(cfg)
     if keras.backend.backend() == "tensorflow":
         train = make_dataset(cfg.data, cfg.train_split, cfg.batch_size, cfg.image_size,
                              training=True, augment=_augment(cfg), seed=seed,
-                             shard=shard)  # fmt: skip
+                             shard=shard, teacher=teacher)  # fmt: skip
         val = make_dataset(cfg.data, cfg.val_split, cfg.batch_size, cfg.image_size,
                            training=False, shard=shard)  # fmt: skip
     else:
@@ -189,7 +195,8 @@ def datasets(cfg: TrainConfig) -> tuple[Any, Any, int, int]:
 
         local = cfg.batch_size // w.count
         train = ShardDataset(cfg.data, cfg.train_split, local, cfg.image_size, training=True,
-                             augment=_augment(cfg), seed=seed, shard=shard)  # fmt: skip
+                             augment=_augment(cfg), seed=seed, shard=shard,
+                             teacher=teacher)  # fmt: skip
         # Multi-process JAX assembles each global batch from equal per-process parts, so
         # validation drops partial batches (validation_steps() stops all at the same one).
         val = ShardDataset(cfg.data, cfg.val_split, local, cfg.image_size, training=False,
@@ -200,6 +207,26 @@ def datasets(cfg: TrainConfig) -> tuple[Any, Any, int, int]:
             fewest = min(part_sizes(cfg.data, cfg.train_split, w.count)) // local
             steps = min(cfg.steps_per_epoch or fewest, fewest)
     return train, val, n_train, steps
+
+
+def _teacher(cfg: TrainConfig) -> Teacher | None:
+    """The run's teacher, checked to know the training cases (None: no distillation)."""
+    if cfg.teacher is None:
+        return None
+    teacher = Teacher.read(cfg.teacher, cfg.teacher_weight)
+    files = [str(f) for f in find_shards(cfg.data, cfg.train_split)]
+    teacher.check_covers([str(ex.get("id", "")) for ex in native.read_examples(files)],
+                         cfg.train_split)  # fmt: skip
+    return teacher
+
+
+def _teacher_record(cfg: TrainConfig) -> dict[str, Any] | None:
+    """The teacher as a model's provenance records it: the file by folder and name (never a
+    path of the training machine) and the weight."""
+    if cfg.teacher is None:
+        return None
+    path = Path(cfg.teacher)
+    return {"predictions": f"{path.parent.name}/{path.name}", "weight": cfg.teacher_weight}
 
 
 def part_sizes(data: str, split: str, count: int) -> list[int]:
@@ -323,6 +350,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "demo": cfg.demo,
             "command": cfg.command,
             "init_from": lineage(cfg.init_from, cfg.init_member) if cfg.init_from else None,
+            "teacher": _teacher_record(cfg),
         },
     )
     initial_epoch = 0
@@ -438,26 +466,52 @@ def warm_start(cfg: TrainConfig, pp: Preprocessing) -> Any:
             f"--init-from {cfg.init_from} was trained "
             f"{'with' if meta.uncertainty else 'without'} --uncertainty; repeat that choice"
         )
-    if meta.preprocessing != pp and not _interpolation_only(meta.preprocessing, pp):
+    if not _resize_or_filter_only(meta.preprocessing, pp):
         raise ValueError(
             f"--init-from {cfg.init_from} was trained on {meta.preprocessing.to_dict()}, "
             f"but {cfg.data} holds {pp.to_dict()}: preprocess the data as the model expects"
         )
-    if meta.preprocessing != pp:
+    if meta.preprocessing.interpolation != pp.interpolation:
         print(
             f"note: --init-from {cfg.init_from} saw {meta.preprocessing.interpolation}-resized "
             f"inputs, {cfg.data} holds {pp.interpolation}-resized ones; fine-tuning adapts it "
             "and the new model records the data's",
             flush=True,
         )
+    if meta.preprocessing.image_size != pp.image_size:
+        model = _at_size(model, cfg, meta.preprocessing.image_size, pp.image_size)
     return model
 
 
-def _interpolation_only(a: Preprocessing, b: Preprocessing) -> bool:
-    """True when two settings differ in the resize filter alone: the same films at the same
-    size, a little smoother or sharper, which fine-tuning on the new data is the way to adapt
-    to (a different mode, size or CLAHE is a different input, and stays refused)."""
-    return dataclasses.replace(a, interpolation=b.interpolation) == b
+def _at_size(model: Any, cfg: TrainConfig, old: int, new: int) -> Any:
+    """``model``'s weights in a fresh build of its architecture at input side ``new``.
+
+    Why: the networks here are convolutions followed by global pooling, so their weights do
+    not depend on the input size; a network trained on small inputs is a far better start at
+    a larger size than random weights (progressive resizing). The shapes are checked, so an
+    architecture whose weights do depend on the size is refused, not silently mangled.
+    """
+    from boneage.models import build_model
+
+    grown = build_model(cfg.model, new, uncertainty=cfg.uncertainty)
+    weights = model.get_weights()
+    shapes = [tuple(w.shape) for w in weights]
+    if shapes != [tuple(w.shape) for w in grown.get_weights()]:
+        raise ValueError(
+            f"--init-from {cfg.init_from}: its {cfg.model} weights depend on the input size, "
+            f"so the {old} px model cannot start a {new} px run; preprocess the data at {old} px"
+        )
+    grown.set_weights(weights)
+    print(f"note: --init-from {cfg.init_from} learned at {old} px; its weights start this "
+          f"{new} px run", flush=True)  # fmt: skip
+    return grown
+
+
+def _resize_or_filter_only(a: Preprocessing, b: Preprocessing) -> bool:
+    """True when two settings differ at most in the input size and the resize filter: the
+    same films through the same CLAHE, at another size or a little smoother or sharper, which
+    fine-tuning on the new data adapts to (another mode or CLAHE stays refused)."""
+    return dataclasses.replace(a, interpolation=b.interpolation, image_size=b.image_size) == b
 
 
 def _plots(out: Path, cfg: TrainConfig, total_steps: int) -> None:
