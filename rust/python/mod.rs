@@ -5,9 +5,11 @@
 //! - [`errors`]: the one `From<crate::error::Error> for PyErr`; [`args`]: argument helpers.
 //! - [`image`]: decoding, CLAHE, resizing, preprocessing (single and batch).
 //! - [`pipeline`]: the hand localiser and the fused bulk-job call.
-//! - [`tfrecord`]: shard writing and reading, Example coding, batch augmentation.
+//! - [`tfrecord`]: shard writing and reading, Example coding, shard names.
+//! - [`augment`]: batch augmentation of training images.
 
 mod args;
+mod augment;
 mod errors;
 mod image;
 mod pipeline;
@@ -56,20 +58,22 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pipeline::process_encoded, m)?)?;
     m.add_function(wrap_pyfunction!(pipeline::decode_many, m)?)?;
 
-    // TFRecord shards, Examples, augmentation.
-    m.add_class::<tfrecord::ShardWriter>()?;
-    m.add_class::<tfrecord::RecordReader>()?;
-    m.add_class::<tfrecord::ExampleReader>()?;
-    m.add_function(wrap_pyfunction!(tfrecord::read_records, m)?)?;
-    m.add_function(wrap_pyfunction!(tfrecord::read_examples, m)?)?;
-    m.add_function(wrap_pyfunction!(tfrecord::count_records, m)?)?;
-    m.add_function(wrap_pyfunction!(tfrecord::encode_example, m)?)?;
-    m.add_function(wrap_pyfunction!(tfrecord::decode_example, m)?)?;
-    m.add_function(wrap_pyfunction!(tfrecord::shard_index, m)?)?;
-    m.add_function(wrap_pyfunction!(tfrecord::shard_name, m)?)?;
-    m.add_function(wrap_pyfunction!(tfrecord::parse_shard_name, m)?)?;
-    m.add_function(wrap_pyfunction!(tfrecord::shard_glob, m)?)?;
-    m.add_function(wrap_pyfunction!(tfrecord::is_gzip_file, m)?)?;
-    m.add_function(wrap_pyfunction!(tfrecord::augment_images, m)?)?;
+    // TFRecord shards and Examples.
+    m.add_class::<tfrecord::writer::ShardWriter>()?;
+    m.add_class::<tfrecord::reader::RecordReader>()?;
+    m.add_class::<tfrecord::reader::ExampleReader>()?;
+    m.add_function(wrap_pyfunction!(tfrecord::reader::read_records, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::reader::read_examples, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::reader::count_records, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::example::encode_example, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::example::decode_example, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::naming::shard_index, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::naming::shard_name, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::naming::parse_shard_name, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::naming::shard_glob, m)?)?;
+    m.add_function(wrap_pyfunction!(tfrecord::naming::is_gzip_file, m)?)?;
+
+    // Augmentation.
+    m.add_function(wrap_pyfunction!(augment::augment_images, m)?)?;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! TFRecord files of `tf.train.Example` records: written in shards, read back with every
-//! checksum verified. Pure Rust; the Python bindings live in `python/tfrecord.rs`.
+//! checksum verified. Pure Rust; the Python bindings live in `python/tfrecord/`.
 //!
 //! # Framing
 //! A record is `u64le length`, `u32le masked_crc32c(length bytes)`, `data`,
