@@ -170,3 +170,22 @@ def test_project_models_pass(tmp_path):
     model, meta = modelio.load(SHIPPED)
     assert meta.model_name and model.count_params() > 0
     assert os.path.getsize(SHIPPED) > 0
+
+
+def test_a_checkpoint_with_its_schedule_passes_in_a_fresh_process(tmp_path):
+    """A training checkpoint (``last.keras``) names the project's learning-rate schedule in
+    its optimizer config; the guard must know it in a process that never imported training
+    (``predict --model RUN`` found it unregistered before)."""
+    import subprocess
+    import sys
+
+    from boneage.training.schedules import WarmupCosine
+
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(1)(inp))
+    model.compile(optimizer=keras.optimizers.AdamW(WarmupCosine(1e-3, 10, 0.1)), loss="mse")
+    model.fit(np.zeros((4, 4)), np.zeros(4), verbose=0)
+    path = tmp_path / "last.keras"
+    model.save(path)
+    code = f"from boneage.modelcheck import check_model_file; check_model_file({str(path)!r})"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

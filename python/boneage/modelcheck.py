@@ -143,7 +143,10 @@ def _own_class(registered: str) -> str | None:
     """A registered custom object: allowed only when this package registered it."""
     import keras
 
-    import boneage.models  # noqa: F401  (registers the project's classes)
+    # Every module that registers a class: the layers, losses and calibration of the models,
+    # and the learning-rate schedule a checkpoint's optimizer config names.
+    import boneage.models
+    import boneage.training.schedules  # noqa: F401
 
     package = registered.split(">", 1)[0]
     if package != _OWN_PACKAGE:
