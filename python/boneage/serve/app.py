@@ -1,61 +1,51 @@
-"""A local web app: ``python -m boneage.serve [--host 127.0.0.1] [--port 8000] [--model M]``.
+"""The app: :func:`create_app` builds the FastAPI application around a loaded model.
 
-A clinician drops a radiograph (PNG, JPEG or DICOM) on the page at ``/``, chooses the sex,
-optionally types the chronological age, and sees the estimate, the prepared image with the
-crop and the Grad-CAM heatmap (:mod:`boneage.explain`). Programs use the same thing as JSON:
-
-* ``POST /api/predict``: multipart form, fields ``file`` (the image), ``sex`` (``M`` or
-  ``F``) and optional ``age_months``; the answer is :class:`PredictResponse`.
-* ``GET /api/health``: the model and the limits, for a monitor or a start-up check.
-* ``GET /docs``: the API, rendered from ``/openapi.json`` by a page shipped here.
-  FastAPI's own Swagger page loads its scripts from a CDN; a hospital workstation is often
-  offline, so it is replaced. Nothing the app serves loads anything from elsewhere, and
-  the Content-Security-Policy header tells the browser to refuse it if something tried.
-
-Why the upload is parsed here rather than by FastAPI's ``UploadFile``: Starlette spools an
-upload over 1 MB to a temporary file and reads the whole body before the handler runs. The
-body is streamed instead, counted as it arrives (a request over ``--max-upload-mb`` is
-refused at that point, with 413) and parsed in memory with python-multipart, the parser
-Starlette itself uses. So nothing uploaded ever touches the disk, and nothing is kept after
-the response.
+:class:`Service` holds the model and turns one upload into the JSON answer (the estimate, the
+crop, the Grad-CAM heatmap and the pictures, built by :func:`years_and_months`,
+:func:`source_preview` and ``_b64png``); :func:`create_app` adds the routes, the response
+models that document ``/openapi.json``, the error handlers, the security headers and the
+static page (``boneage/static``, package data read once at start-up).
 
 The model is loaded once, at start-up, and warmed up on a blank image so that the first
 clinician does not wait for graph tracing. Model calls are serialised with a lock: Keras
 models and the MediaPipe detector are not safe to call from several threads at once, and a
 bone-age estimate takes a fraction of a second, so a queue costs little. The request
 handling around them (reading, parsing, encoding the pictures) runs concurrently.
+
+Separate from the upload parser (:mod:`~boneage.serve.upload`), which it calls, and from the
+command line (:mod:`~boneage.serve.cli`), which calls it: tests and benchmarks build the app
+here with a model of their own, no socket and no argparse.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads the handlers' annotations
 # (``request: Request``) at run time, and Request is imported inside create_app.
-import argparse
 import base64
-import math
-import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
 import numpy as np
 
-from boneage.cli import quiet_native_logs, run_command
+from boneage.serve.upload import (
+    DEFAULT_MAX_UPLOAD_MB,
+    MAX_AGE_MONTHS,
+    ApiError,
+    parse_age,
+    parse_api_sex,
+    read_form,
+)
 
-__all__ = ["DEFAULT_MAX_UPLOAD_MB", "create_app", "main"]
-
-DEFAULT_MAX_UPLOAD_MB = 50
-"""Uploads over this many megabytes (MiB) are refused: a full-resolution hand film is 2-20."""
-
-FIELD_LIMIT = 1024
-"""The most bytes a text field (``sex``, ``age_months``) may have."""
-
-FORM_OVERHEAD = 64 * 1024
-"""Room for the multipart framing and text fields on top of the file itself."""
-
-MAX_AGE_MONTHS = 300.0
-"""Chronological ages above this (25 years) are a typing error, not a child."""
+__all__ = [
+    "CSP",
+    "PREVIEW_SIDE",
+    "STATIC",
+    "Service",
+    "create_app",
+    "source_preview",
+    "years_and_months",
+]
 
 PREVIEW_SIDE = 480
 """The longer side of the source preview the page shows with the crop box."""
@@ -69,161 +59,7 @@ STATIC = ("index.html", "app.js", "app.css", "docs.html", "docs.js", "favicon.sv
 """The files in ``boneage/static`` the app serves (a fixed list: no path is ever joined)."""
 
 
-class ApiError(Exception):
-    """A request the app refuses: HTTP ``status``, a stable ``code`` and a readable message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-# --------------------------------------------------------------------------- multipart
-
-
-@dataclass
-class _Part:
-    headers: dict[str, str] = field(default_factory=dict)
-    name: str = ""
-    filename: str | None = None
-    data: bytearray = field(default_factory=bytearray)
-    limit: int = FIELD_LIMIT
-
-
-@dataclass
-class Form:
-    """A parsed multipart form: text fields and file contents, by field name (last wins)."""
-
-    fields: dict[str, str] = field(default_factory=dict)
-    files: dict[str, bytes] = field(default_factory=dict)
-
-
-async def read_form(request: Any, max_upload: int) -> Form:
-    """Streams and parses a ``multipart/form-data`` body in memory, within the limits.
-
-    The ``file`` part may hold ``max_upload`` bytes, text fields :data:`FIELD_LIMIT`, the
-    whole body ``max_upload`` + :data:`FORM_OVERHEAD`; the first byte over any of them ends
-    the read with a 413. A declared Content-Length over the limit is refused before reading.
-    """
-    from python_multipart.exceptions import MultipartParseError
-    from python_multipart.multipart import MultipartParser, parse_options_header
-
-    mime, options = parse_options_header(request.headers.get("content-type", ""))
-    boundary = options.get(b"boundary")
-    if mime != b"multipart/form-data" or not boundary:
-        raise ApiError(
-            415,
-            "not_multipart",
-            "send the image as multipart/form-data with fields file, sex and age_months",
-        )
-    body_limit = max_upload + FORM_OVERHEAD
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > body_limit:
-        raise ApiError(413, "too_large", _too_large(max_upload))
-
-    form = Form()
-    parts: list[_Part] = []
-    header = {"field": bytearray(), "value": bytearray()}
-
-    def on_part_begin() -> None:
-        parts.append(_Part())
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        header["field"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        header["value"] += data[start:end]
-
-    def on_header_end() -> None:
-        name = bytes(header["field"]).decode("latin-1").strip().lower()
-        parts[-1].headers[name] = bytes(header["value"]).decode("latin-1")
-        header["field"].clear()
-        header["value"].clear()
-
-    def on_headers_finished() -> None:
-        part = parts[-1]
-        _, disposition = parse_options_header(part.headers.get("content-disposition", ""))
-        part.name = disposition.get(b"name", b"").decode("utf-8", "replace")
-        raw_filename = disposition.get(b"filename")
-        part.filename = None if raw_filename is None else raw_filename.decode("utf-8", "replace")
-        part.limit = max_upload if part.filename is not None or part.name == "file" else FIELD_LIMIT
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        part = parts[-1]
-        if len(part.data) + (end - start) > part.limit:
-            if part.limit == max_upload:
-                raise ApiError(413, "too_large", _too_large(max_upload))
-            raise ApiError(
-                413, "field_too_large", f"field {part.name!r} is over {FIELD_LIMIT} bytes"
-            )
-        part.data += data[start:end]
-
-    def on_part_end() -> None:
-        part = parts[-1]
-        if part.filename is not None or part.name == "file":
-            form.files[part.name] = bytes(part.data)
-        else:
-            form.fields[part.name] = bytes(part.data).decode("utf-8", "replace")
-        part.data = bytearray()  # the form holds the one copy
-
-    callbacks: Any = {
-        "on_part_begin": on_part_begin,
-        "on_part_data": on_part_data,
-        "on_part_end": on_part_end,
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
-    }
-    parser = MultipartParser(boundary, callbacks)
-    received = 0
-    try:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > body_limit:
-                raise ApiError(413, "too_large", _too_large(max_upload))
-            parser.write(chunk)
-        parser.finalize()
-    except MultipartParseError as e:
-        raise ApiError(400, "bad_form", f"the multipart body could not be parsed ({e})") from None
-    return form
-
-
-def _too_large(max_upload: int) -> str:
-    return f"the upload is over the limit of {max_upload / 2**20:g} MB"
-
-
 # --------------------------------------------------------------------------- the work
-
-
-def parse_api_sex(value: str | None) -> int:
-    """1 for ``M``, 0 for ``F`` (case and spaces ignored); anything else is a 422.
-
-    Stricter than :func:`boneage.settings.parse_sex` on purpose: an API contract with two
-    values leaves no room for a ``"0"`` that one client means as male.
-    """
-    if value is None:
-        raise ApiError(422, "missing_field", "field 'sex' is required: M or F")
-    key = value.strip().upper()
-    if key not in ("M", "F"):
-        raise ApiError(422, "bad_sex", f"sex must be M or F, got {value[:20]!r}")
-    return 1 if key == "M" else 0
-
-
-def parse_age(value: str | None) -> float | None:
-    """The optional chronological age in months: blank or absent is None, else 0..300."""
-    if value is None or not value.strip():
-        return None
-    try:
-        age = float(value)
-    except ValueError:
-        raise ApiError(
-            422, "bad_age", f"age_months must be a number of months, got {value[:20]!r}"
-        ) from None
-    if not math.isfinite(age) or not 0 <= age <= MAX_AGE_MONTHS:
-        raise ApiError(422, "bad_age", f"age_months must be between 0 and {MAX_AGE_MONTHS:g}")
-    return age
 
 
 def years_and_months(months: float) -> dict[str, int]:
@@ -233,7 +69,7 @@ def years_and_months(months: float) -> dict[str, int]:
 
 
 def _b64png(image: np.ndarray) -> str:
-    from boneage.explain import png_bytes
+    from boneage.inference.explain import png_bytes
 
     return base64.b64encode(png_bytes(image)).decode("ascii")
 
@@ -293,7 +129,7 @@ class Service:
             if "pixel" in message and "limit" in message:
                 raise ApiError(413, "too_many_pixels", message) from None
             raise ApiError(422, "bad_file", f"not a usable radiograph: {message}") from None
-        from boneage.explain import enlarge, overlay
+        from boneage.inference.explain import enlarge, overlay
 
         est = ex.estimate
         x0, y0, x1, y1 = (int(v) for v in est.box)
@@ -552,52 +388,3 @@ def create_app(
         return await run_in_threadpool(service.analyse, data, male, age)
 
     return app
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m boneage.serve",
-        description="Serve the bone-age web page and JSON API on this computer.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (0.0.0.0 exposes it to the network)")  # fmt: skip
-    p.add_argument("--port", type=int, default=8000, help="TCP port")
-    p.add_argument("--model", help="model file or run directory (default: the shipped model)")
-    p.add_argument("--tta", type=int,
-                   help="test-time augmentation copies (default: the model file's)")  # fmt: skip
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
-                   help="largest accepted upload, in MB")  # fmt: skip
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    quiet_native_logs()
-    return run_command(lambda: _serve(args))
-
-
-def _serve(args: argparse.Namespace) -> int:
-    try:
-        import uvicorn
-    except ImportError:
-        raise OSError(
-            "the web app needs FastAPI and uvicorn: pip install 'boneage[serve]'"
-        ) from None
-    if args.max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
-    app = create_app(model=args.model, tta=args.tta, max_upload_mb=args.max_upload_mb)
-    info = app.state.service.model_info()
-    print(
-        f"boneage: model {info['name']} ({info['file']}); open http://{args.host}:{args.port}/",
-        file=sys.stderr,
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
