@@ -111,7 +111,7 @@ def test_settings_travel_from_shards_to_predictions(tmp_path):
     data = tmp_path / "shards"
     labels = str(train100.parent / "labels.csv")
     code = preprocess_main([str(src), "--labels", labels, "--out", str(data), "--quiet",
-                            "--clip-limit", "3", "--size", "64", "--localiser", "none",
+                            "--clip-limit", "3", "--image-size", "64", "--localiser", "none",
                             "--split-by", "train=0.8,val=0.2", "--contact-sheet", "0"])  # fmt: skip
     assert code in (0, 1)
     assert Preprocessing.read(data) == Preprocessing(image_size=64, clip_limit=3.0,
@@ -127,7 +127,7 @@ def test_settings_travel_from_shards_to_predictions(tmp_path):
     film = sorted(rsna_dir("fullres").glob("*.png"))[0]
     img = native.read_gray(film)
     by_hand = native.preprocess(img, None, 64, 3.0, (8, 8))
-    from boneage.evaluation.predictions import predict_arrays
+    from boneage.inference import predict_arrays
 
     expected, _ = predict_arrays(pred.model, by_hand[None], np.array([1.0], np.float32))
     assert pred.predict(film, male=True) == pytest.approx(float(expected[0]), abs=1e-4)

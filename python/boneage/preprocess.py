@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(INTER_LINEAR, no anti-aliasing: how the public 100 px RSNA copies "
                         "were made, so the match for models trained on them); crop mode "
                         "always area-resizes")  # fmt: skip
-    p.add_argument("--size", type=int, default=256, help="output side in pixels")
+    p.add_argument("--image-size", "--size", dest="image_size", type=int, default=256,
+                   help="output side in pixels (the same option as train's; --size is its "
+                        "older spelling)")  # fmt: skip
     p.add_argument("--clip-limit", type=float, default=2.0, help="CLAHE clip limit")
     p.add_argument("--tile-grid", type=int, nargs=2, default=(8, 8), metavar=("COLS", "ROWS"))
     p.add_argument("--split-by", metavar="SPEC",
@@ -137,8 +139,8 @@ def _preprocess(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> int:
     from boneage.ingest.bulk import Options, run
     from boneage.ingest.splits import parse_fractions
 
-    if args.size < 1 or args.part_size < 1 or args.shards < 0 or args.workers < 0:
-        raise ValueError("--size and --part-size must be >= 1; --shards, --workers >= 0")
+    if args.image_size < 1 or args.part_size < 1 or args.shards < 0 or args.workers < 0:
+        raise ValueError("--image-size and --part-size must be >= 1; --shards, --workers >= 0")
     if args.split_by and args.val_fraction:
         raise ValueError("--split-by and --val-fraction are alternatives: give one")
     opts = Options(
@@ -147,7 +149,7 @@ def _preprocess(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> int:
         labels=args.labels,
         localiser=args.localiser,
         engine=args.engine,
-        size=args.size,
+        size=args.image_size,
         clip_limit=args.clip_limit,
         tile_grid=tuple(args.tile_grid),
         mode=args.mode,
