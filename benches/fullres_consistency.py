@@ -71,8 +71,7 @@ def measure(
     import dataclasses
 
     from boneage import _native as native
-    from boneage.evaluation.predictions import predict_arrays
-    from boneage.inference import Predictor
+    from boneage.inference import Predictor, predict_arrays
     from boneage.ingest.preparation import squash_resize
 
     predictor = Predictor(model)

@@ -38,8 +38,7 @@ def passes(model: Any, image: np.ndarray, male: np.ndarray, cfg: Any, copies: in
 
 
 def measure(model_path: str | None, data: str, split: str, copies: int) -> dict[str, Any]:
-    from boneage.evaluation.predictions import TTA_AUGMENT, to_model_inputs
-    from boneage.inference import Predictor
+    from boneage.inference import TTA_AUGMENT, Predictor, to_model_inputs
     from boneage.models.heads import split_prediction
     from boneage.shards.arrays import read_split
     from boneage.shards.augment import Augment

@@ -4,7 +4,7 @@ Usage: KERAS_BACKEND=jax python tests/_jax_explain.py WORKDIR
 
 WORKDIR holds ``inputs.npz`` (``image`` uint8 (N, S, S), ``male``) and ``cases.json``, a list
 of ``{"key", "name", "image_size", "weights"}``. For each case this script builds the model,
-loads the TensorFlow process's weights, runs :class:`boneage.explain.GradCam` and writes
+loads the TensorFlow process's weights, runs :class:`boneage.inference.explain.GradCam` and writes
 ``WORKDIR/jax_explain.npz`` with ``{key}_heat``, ``{key}_output``, ``{key}_baseline``, plus
 ``backend`` (must read "jax"). As in ``_jax_forward.py``, weights are created as zeros (all
 are overwritten from the file) because JAX compiles each random initialiser per shape.
@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 import boneage.models
-from boneage.explain import GradCam
+from boneage.inference.explain import GradCam
 
 _add_weight = keras.layers.Layer.add_weight
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from boneage import modelio
-from boneage.evaluation.predictions import to_model_inputs
+from boneage.inference import to_model_inputs
 from boneage.models.calibration import (
     MIN_GAIN,
     AgeCalibration,
@@ -157,7 +157,7 @@ def test_ship_adds_the_line_that_validation_asks_for(data, tmp_path, monkeypatch
 
 
 def test_explaining_a_calibrated_ensemble_reports_its_calibrated_estimate():
-    from boneage.explain import explainer
+    from boneage.inference.explain import explainer
 
     keras.utils.set_random_seed(5)
     pair = calibrated(ensemble([_reader(100.0, 0.5), _reader(120.0, 0.8)]), 1.4, -20.0)

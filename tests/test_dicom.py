@@ -503,4 +503,6 @@ def test_evaluate_images_reads_dicom_like_its_png(film, predictor, tmp_path):
     labels.write_text("id,boneage,male\n300,100,False\n301,100,False\n")
     pred, problems = predict_files(predictor, list(iter_items([folder])), read_labels([labels]))
     assert pred.ids == ["300", "301"] and problems == []
-    assert pred.y_pred[0] == pred.y_pred[1]
+    # The same pixels give the same copies (seeded per image); rows of one batch may differ in
+    # the last float bits only.
+    assert pred.y_pred[0] == pytest.approx(pred.y_pred[1], abs=1e-4)

@@ -1,5 +1,5 @@
-"""Grad-CAM explanations (boneage.explain): exact on a model whose answer is known, the same
-on TensorFlow and JAX for every architecture, on the hand for the shipped model and real
+"""Grad-CAM explanations (boneage.inference.explain): exact on a model whose answer is known,
+the same on TensorFlow and JAX for every architecture, on the hand for the shipped model and real
 radiographs, and wired into Predictor.explain and ``predict --explain``.
 
 The JAX half runs in a subprocess (tests/_jax_explain.py) because a Keras backend is fixed at
@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 
 import boneage.models as bm
-from boneage.explain import GradCam, explainer, feature_layer, hand_mask, overlay, png_bytes
+from boneage.inference.explain import (
+    GradCam,
+    explainer,
+    feature_layer,
+    hand_mask,
+    overlay,
+    png_bytes,
+)
 from jax_subprocess import run_under_jax
 from shared_data import RSNA, image_files, rsna_dir
 

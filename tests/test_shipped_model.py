@@ -95,7 +95,7 @@ def test_predict_cli_works_out_of_the_box(tmp_path):
 def test_tta_copies_in_one_call_equal_one_call_per_copy(monkeypatch):
     """predict_arrays stacks a few images' TTA copies into one model call (a film's latency);
     the estimates must be those of one call per copy, which larger sets still use."""
-    from boneage.evaluation import predictions
+    from boneage.inference import batch as predictions
 
     p = Predictor()
     rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from boneage import modelio
-from boneage.evaluation.predictions import to_model_inputs
+from boneage.inference import to_model_inputs
 from boneage.models import build_model
 from boneage.settings import Preprocessing
 from boneage.shards import read_split

@@ -48,6 +48,13 @@ def test_run_directory_is_complete(demo_run):
     assert any((demo_run / "logs").rglob("*"))
     cfg = json.loads((demo_run / "config.json").read_text())
     assert cfg["lr"] == 3e-3 and cfg["huber_delta"] == 15.0 and cfg["weight_decay"] == 0.01
+    # The data's preprocessing travels whole, the resize filter included, as the model's does.
+    from boneage import modelio
+
+    assert (
+        cfg["preprocessing"] == modelio.read_meta(demo_run / "best.keras").preprocessing.to_dict()
+    )
+    assert cfg["preprocessing"]["interpolation"] == "area"
 
 
 def test_saved_model_carries_preprocessing_and_recipe(demo_run):
@@ -287,7 +294,7 @@ def test_evaluate_cli_and_predict_agree(demo_run, tmp_path, capsys):
         prepared, localiser, _box = pred.prepare(png)
         assert localiser == "none"
         np.testing.assert_array_equal(prepared, images[k])
-        from boneage.evaluation.predictions import predict_arrays
+        from boneage.inference import predict_arrays
 
         direct, _ = predict_arrays(pred.model, images[k : k + 1], male[k : k + 1])
         via_file = pred.estimate(png, int(male[k]))

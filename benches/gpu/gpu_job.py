@@ -77,9 +77,9 @@ def prepare_data(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
 def train_and_test(
     args: argparse.Namespace, name: str, train_dir: Path, test_dir: Path, out: Path
 ) -> dict[str, Any]:
-    from boneage import modelio
     from boneage.evaluation import metrics
     from boneage.evaluation.predictions import predict_split
+    from boneage.inference import LoadedModel
     from boneage.training.loop import TrainConfig, train
 
     cfg = TrainConfig(
@@ -90,12 +90,12 @@ def train_and_test(
     start = time.perf_counter()
     val_metrics = train(cfg)
     seconds = time.perf_counter() - start
-    best, _ = modelio.load(out / name / "best.keras")
+    best = LoadedModel.open(out / name / "best.keras", tta=0)
     pred = predict_split(best, test_dir, "test", batch_size=64)
-    pred_tta = predict_split(best, test_dir, "test", batch_size=64, tta=4)
+    pred_tta = predict_split(best.with_tta(4), test_dir, "test", batch_size=64)
     result = {
         "model": name,
-        "params": int(best.count_params()),
+        "params": int(best.model.count_params()),
         "train_seconds": seconds,
         "val": val_metrics,
         "test": metrics.summary(pred.y_true, pred.y_pred, pred.male, n_boot=1000),

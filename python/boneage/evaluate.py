@@ -19,14 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from boneage import modelio
 from boneage.cli import quiet_native_logs, run_command
 from boneage.evaluation import metrics, report
 from boneage.evaluation.predictions import predict_files, predict_split
-from boneage.inference import Predictor, default_model
+from boneage.inference import LoadedModel, Predictor, default_model
 from boneage.ingest.labels import read_labels
 from boneage.ingest.sources import iter_items
-from boneage.settings import Preprocessing
+from boneage.runs import RunDir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,11 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_data(model_path: str) -> str | None:
-    run = Path(model_path) if Path(model_path).is_dir() else Path(model_path).parent
-    cfg = run / "config.json"
-    if cfg.exists():
-        return str(json.loads(cfg.read_text()).get("data"))
-    return None
+    return RunDir.of(model_path).data()
 
 
 def evaluate_one(
@@ -80,31 +75,23 @@ def evaluate_one(
 ) -> dict[str, Any]:
     if images:
         predictor = Predictor(model_path, tta=tta)
-        model, meta = predictor.model, predictor.meta
-        tta = predictor.tta
+        loaded = predictor.loaded
         pred, problems = predict_files(
-            predictor, list(iter_items(images)), read_labels(labels or []), batch, tta
+            predictor, list(iter_items(images)), read_labels(labels or []), batch
         )
         for line in problems:
             print(f"skipped: {line}", file=sys.stderr)
         split = "images"
     else:
         assert data is not None
-        model, meta = modelio.load(model_path)
-        tta = meta.tta_or(tta)
-        stored = Preprocessing.read(data)
-        if stored is not None and stored != meta.preprocessing:
-            raise ValueError(
-                f"{data} was preprocessed with {stored.to_dict()}, but the model expects "
-                f"{meta.preprocessing.to_dict()}: its figures would be meaningless. Preprocess "
-                "the images with the model's settings, or evaluate with --images"
-            )
-        pred = predict_split(model, data, split, batch_size=batch, tta=tta)
+        loaded = LoadedModel.open(model_path, tta)
+        pred = predict_split(loaded, data, split, batch_size=batch)
+    model, meta, tta = loaded.model, loaded.meta, loaded.tta
     labelled = ~(pred.y_true != pred.y_true)  # drop unlabeled (NaN) cases
     summary = metrics.summary(
         pred.y_true[labelled], pred.y_pred[labelled], pred.male[labelled], n_boot=n_boot
     )
-    summary["model"] = str(modelio.resolve(model_path))
+    summary["model"] = str(loaded.path)
     summary["model_name"] = meta.model_name
     summary["params"] = int(model.count_params())
     summary["split"] = split

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from boneage.modelcheck import check_model_file
+from boneage.runs import RunDir
 from boneage.settings import Preprocessing
 
 __all__ = [
@@ -202,10 +203,7 @@ def resolve(path: str | os.PathLike[str]) -> Path:
     """A model file, or a run directory (its ``best.keras``, else ``last.keras``)."""
     p = Path(path)
     if p.is_dir():
-        for name in ("best.keras", "last.keras"):
-            if (p / name).is_file():
-                return p / name
-        raise FileNotFoundError(f"{p}: no best.keras or last.keras in this run directory")
+        return RunDir(p).model_file()
     if not p.is_file():
         raise FileNotFoundError(f"model not found: {p}")
     return p

@@ -147,7 +147,7 @@ def _explain(
     predictor: Predictor, path: Path, sex: int | None, fallback: int | None, out: Path
 ) -> Estimate:
     """The estimate, with its heatmap drawn over the prepared image and written to ``out``."""
-    from boneage.explain import overlay, png_bytes
+    from boneage.inference.explain import overlay, png_bytes
 
     ex = predictor.explanation(path, sex, default_male=fallback)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,25 +37,26 @@ from typing import Any
 import numpy as np
 
 from boneage.cli import quiet_native_logs, run_command
-from boneage.inference import SHIPPED
+from boneage.inference import SHIPPED, LoadedModel
+from boneage.runs import RunDir
 
 MAX_BYTES = 30 * 2**20
 """The repository may carry one large file, the shipped model, of at most 30 MB."""
 
 
 def tta_predictions(
-    model: Any, data: str, split: str, candidates: Sequence[int]
+    loaded: LoadedModel, data: str, split: str, candidates: Sequence[int]
 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
     """True ages and the predictions for each TTA count on ``split``.
 
-    The TTA copies are drawn from a fixed seed whatever the model, so an ensemble's TTA
+    The TTA copies are seeded by each image, whatever the model, so an ensemble's TTA
     prediction is exactly the mean of its members': subsets of runs are scored from these.
     """
     from boneage.evaluation.predictions import predict_split
 
     preds, truth = {}, np.zeros(0)
     for n in candidates:
-        pred = predict_split(model, data, split, tta=n)
+        pred = predict_split(loaded.with_tta(n), data, split)
         preds[int(n)], truth = pred.y_pred, pred.y_true
     return truth, preds
 
@@ -64,9 +65,11 @@ def _maes(truth: np.ndarray, preds: dict[int, np.ndarray]) -> dict[int, float]:
     return {n: float(np.mean(np.abs(p - truth))) for n, p in preds.items()}
 
 
-def choose_tta(model: Any, data: str, split: str, candidates: Sequence[int]) -> dict[int, float]:
+def choose_tta(
+    loaded: LoadedModel, data: str, split: str, candidates: Sequence[int]
+) -> dict[int, float]:
     """Validation MAE for each TTA count (the caller picks the smallest)."""
-    return _maes(*tta_predictions(model, data, split, candidates))
+    return _maes(*tta_predictions(loaded, data, split, candidates))
 
 
 def recalibrate_bn(model: Any, data: str, split: str, batch_size: int = 128) -> int:
@@ -79,7 +82,7 @@ def recalibrate_bn(model: Any, data: str, split: str, batch_size: int = 128) -> 
     """
     import keras
 
-    from boneage.evaluation.predictions import to_model_inputs
+    from boneage.inference import to_model_inputs
     from boneage.shards import read_split
 
     images, male, _age, _ids = read_split(data, split)
@@ -103,11 +106,10 @@ def recalibrate_bn(model: Any, data: str, split: str, batch_size: int = 128) -> 
 
 def _run_data(run: str) -> str:
     """The shard folder a run trained on (its ``config.json``)."""
-    run_dir = Path(run) if Path(run).is_dir() else Path(run).parent
-    config = run_dir / "config.json"
-    if not config.is_file():
-        raise ValueError(f"{run}: no config.json next to it to name its data; give --data")
-    return str(json.loads(config.read_text())["data"])
+    data = RunDir.of(run).data()
+    if data is None:
+        raise ValueError(f"{run}: no {RunDir.CONFIG} next to it to name its data; give --data")
+    return data
 
 
 def _resolve_run(run: str) -> str:
@@ -166,18 +168,17 @@ def prepare(
     Its metadata gets ``tta`` and ``choices_on_validation``; the choices also hold
     ``best_mae``, the validation MAE at the chosen TTA.
     """
-    from boneage import modelio
-
-    model, meta = modelio.load(run)
-    truth, plain_preds = tta_predictions(model, data, split, candidates)
-    recalibrated, _ = modelio.load(run)
-    batches = recalibrate_bn(recalibrated, data, train_split)
+    loaded = LoadedModel.open(run)
+    model, meta = loaded.model, loaded.meta
+    truth, plain_preds = tta_predictions(loaded, data, split, candidates)
+    recalibrated = LoadedModel.open(run)
+    batches = recalibrate_bn(recalibrated.model, data, train_split)
     _, precise_preds = tta_predictions(recalibrated, data, split, candidates)
     plain, precise = _maes(truth, plain_preds), _maes(truth, precise_preds)
     use_precise = min(precise.values()) < min(plain.values())
     maes, preds = (precise, precise_preds) if use_precise else (plain, plain_preds)
     if use_precise:
-        model = recalibrated
+        model = recalibrated.model
     best = _best_tta(maes)
     choices = {
         "split": split,
@@ -337,7 +338,7 @@ def ship(
         modelio.round_to_half(model)  # what the float16 file will hold
     # The file's weights, scored once more: they must give what the cached predictions
     # (full-precision members, corrected by the line when it is used) promised.
-    direct = choose_tta(model, data, split, [tta])[tta]
+    direct = choose_tta(LoadedModel(model, meta), data, split, [tta])[tta]
     if abs(direct - promised) > 0.05:
         raise RuntimeError(
             f"the model to ship scores {direct:.3f} on {split}, its members' predictions "

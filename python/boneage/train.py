@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from boneage.cli import run_command
+from boneage.runs import RunDir
 from boneage.settings import LOCALISERS, MODES
 from boneage.training.demo import DEMO_EPOCHS, DEMO_IMAGE_SIZE, DEMO_SIZES
 
@@ -255,10 +256,10 @@ def _init_path(init_from: str) -> Path:
 
 def _saved_epochs(out: Path, resume: bool) -> int | None:
     """A resumed run keeps its own schedule length unless --epochs says otherwise."""
-    config = out / "config.json"
-    if not resume or not config.exists():
+    run = RunDir(out)
+    if not resume or not run.has_config():
         return None
-    return int(json.loads(config.read_text())["epochs"])
+    return int(run.read_config()["epochs"])
 
 
 def _init_model_name(init_from: str | None, member: int | None = None) -> str | None:

@@ -6,7 +6,7 @@ averaging their estimates lowers the error without retraining either. Packing th
 into one ordinary functional model keeps everything downstream unchanged: the ``.keras`` file
 still holds one model with the two usual inputs (``image``, ``male``) and one ``bone_age``
 output, so ``Predictor``, test-time augmentation, ``evaluate`` and ``serve`` treat it like any
-other model, and :mod:`boneage.explain` explains it member by member.
+other model, and :mod:`boneage.inference.explain` explains it member by member.
 
 Members must share an input size and have the deterministic ``(batch, 1)`` output: averaging
 a log-variance as if it were an age would be wrong, so uncertainty models are refused. Members

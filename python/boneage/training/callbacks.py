@@ -7,7 +7,6 @@ its own; :func:`standard_callbacks` is the set every run uses.
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import keras
 
 from boneage import modelio
+from boneage.runs import RunDir
 from boneage.training import distribution
 
 __all__ = ["AverageStatistics", "Checkpoints", "TimeLimit", "standard_callbacks"]
@@ -28,18 +28,18 @@ class Checkpoints(keras.callbacks.Callback):
     def __init__(self, out: Path, meta: modelio.ModelMeta, monitor: str, resume: bool) -> None:
         super().__init__()
         self.out, self.meta, self.monitor = out, meta, monitor
+        self.run = RunDir(out)
         self.best = math.inf
-        state = out / "state.json"
-        if resume and state.exists():
-            self.best = json.loads(state.read_text()).get("best", math.inf)
+        if resume and self.run.state_file.exists():
+            self.best = self.run.read_state()[1]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         value = float((logs or {}).get(self.monitor, math.inf))
         if value < self.best:
             self.best = value
-            modelio.save(self.model, self.out / "best.keras", self.meta)
-        modelio.save(self.model, self.out / "last.keras", self.meta)
-        (self.out / "state.json").write_text(json.dumps({"epoch": epoch + 1, "best": self.best}))
+            modelio.save(self.model, self.run.best, self.meta)
+        modelio.save(self.model, self.run.last, self.meta)
+        self.run.write_state(epoch + 1, self.best)
 
 
 class AverageStatistics(keras.callbacks.Callback):
@@ -107,7 +107,7 @@ def standard_callbacks(
         *stopping[:2],
         Checkpoints(out, meta, monitor, resume),
         *stopping[2:],
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=resume),
+        keras.callbacks.CSVLogger(str(RunDir(out).history), append=resume),
     ]
     # GPU servers with only JAX or PyTorch still train, with history.csv and the plots as
     # the record.

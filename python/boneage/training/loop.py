@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ from boneage import modelio
 from boneage.evaluation import metrics as m
 from boneage.evaluation import report
 from boneage.evaluation.predictions import predict_split
+from boneage.inference import LoadedModel
+from boneage.runs import RunDir
 from boneage.settings import SETTINGS_FILE, Preprocessing
 from boneage.shards import find_shards, make_dataset
 from boneage.shards.arrays import split_mean_age
@@ -77,6 +78,9 @@ class TrainConfig:
     # targets with this weight (boneage.training.distill); validation stays on the labels.
     teacher: str | None = None
     teacher_weight: float = 0.5
+    # The data's preprocessing whole (Preprocessing.to_dict(), the resize filter included),
+    # recorded by train(); the flags above only repeat parts of it.
+    preprocessing: dict[str, Any] | None = None
     demo_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
     command: str = ""
 
@@ -286,16 +290,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     from boneage.models import build_model
 
     out = Path(cfg.out)
+    run = RunDir(out)
     # Multi-worker: only the chief (worker 0) writes the run directory; the others read it
     # (config.json and last.keras on --resume), so it must be on a filesystem they share.
     chief = distribution.worker().chief
     if chief:
         out.mkdir(parents=True, exist_ok=True)
-    state_file = out / "state.json"
     if resume:
-        if not (out / "last.keras").exists() or not state_file.exists():
-            raise FileNotFoundError(f"{out}: nothing to resume (no last.keras / state.json)")
-        saved = json.loads((out / "config.json").read_text())
+        if not run.can_resume():
+            raise FileNotFoundError(f"{out}: nothing to resume (no {RunDir.LAST} / {RunDir.STATE})")
+        saved = run.read_config()
         if saved.get("tile_grid") is not None:
             saved["tile_grid"] = tuple(saved["tile_grid"])
         # How to spread the work and how long to go on are this launch's choices: a run may
@@ -330,14 +334,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         pp.image_size, pp.clip_limit, pp.localiser, pp.mode
     )  # fmt: skip
     cfg.tile_grid = pp.tile_grid
+    # The data's settings whole (the resize filter too), as the model file records them.
+    cfg.preprocessing = pp.to_dict()
     train_ds, val_ds, n_train, steps = datasets(cfg)
     total_steps = steps * cfg.epochs
     if chief:
-        saved_cfg = dataclasses.asdict(cfg)
-        # Written whole then renamed: on --resume other workers read it meanwhile.
-        tmp = out / ".config.json.tmp"
-        tmp.write_text(json.dumps(saved_cfg, indent=2))
-        os.replace(tmp, out / "config.json")
+        run.write_config(dataclasses.asdict(cfg))
 
     meta = modelio.ModelMeta(
         preprocessing=pp,
@@ -356,8 +358,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     initial_epoch = 0
     with distribution.scope(cfg.distribute) as dist:
         if resume:
-            model, _ = modelio.load(out / "last.keras")
-            initial_epoch = int(json.loads(state_file.read_text())["epoch"])
+            model, _ = modelio.load(run.last)
+            initial_epoch = run.read_state()[0]
         elif cfg.init_from:
             model = warm_start(cfg, pp)
         else:
@@ -368,8 +370,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if resume:
             # Adam's moments as they were, then the step where the schedule left it (in this
             # launch's steps: another number of workers may split an epoch differently).
-            if not modelio.restore_optimizer(model, out / "last.keras"):
-                print(f"{out / 'last.keras'}: no matching optimizer state; it starts afresh")
+            if not modelio.restore_optimizer(model, run.last):
+                print(f"{run.last}: no matching optimizer state; it starts afresh")
             model.optimizer.iterations.assign(initial_epoch * steps)
     monitor = "val_mean_absolute_error_of_mean" if cfg.uncertainty else "val_mae"
     # Under JAX, saving a model spread over processes runs collectives (every process must
@@ -377,7 +379,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     shadow = scratch is not None and keras.backend.backend() == "jax"
     ckpt_dir = Path(scratch.name) if shadow and scratch is not None else out
     if shadow and resume:  # the chief's best score, so both save at the same epochs
-        (ckpt_dir / "state.json").write_text(state_file.read_text())
+        RunDir(ckpt_dir).write_state(*run.read_state())
     callbacks = standard_callbacks(ckpt_dir, meta, monitor, resume, cfg.patience,
                                    cfg.max_minutes, chief=chief or shadow)  # fmt: skip
     try:
@@ -396,7 +398,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if chief:
             _plots(out, cfg, total_steps)
     if shadow and scratch is not None:
-        modelio.save(model, Path(scratch.name) / "last.keras", meta)  # as finish() does
+        modelio.save(model, RunDir(Path(scratch.name)).last, meta)  # as finish() does
     if scratch is not None:
         scratch.cleanup()
     if not chief:
@@ -516,9 +518,10 @@ def _resize_or_filter_only(a: Preprocessing, b: Preprocessing) -> bool:
 
 def _plots(out: Path, cfg: TrainConfig, total_steps: int) -> None:
 
-    if (out / "history.csv").exists() and (out / "history.csv").stat().st_size > 0:
+    history = RunDir(out).history
+    if history.exists() and history.stat().st_size > 0:
         try:
-            report.plot_history(out / "history.csv", out)
+            report.plot_history(history, out)
         except (ValueError, KeyError):
             pass  # too little history to plot (e.g. interrupted in the first epoch)
     sched = WarmupCosine(
@@ -542,10 +545,11 @@ def finish(
     falls back to validation, and ``split`` in the result says which was used.
     """
 
-    modelio.save(model, out / "last.keras", meta)
-    if not (out / "best.keras").exists():
-        modelio.save(model, out / "best.keras", meta)
-    best, _ = modelio.load(out / "best.keras")
+    run = RunDir(out)
+    modelio.save(model, run.last, meta)
+    if not run.best.exists():
+        modelio.save(model, run.best, meta)
+    best = LoadedModel.open(run.best, tta=0)
     split = cfg.test_split or cfg.val_split
     try:
         find_shards(cfg.data, split)
@@ -568,5 +572,5 @@ def finish(
         for k, v in result.items()
     }
     result["n"] = int(result["n"])
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    run.metrics.write_text(json.dumps(result, indent=2))
     return result

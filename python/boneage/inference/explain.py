@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from boneage.inference import Estimate
+    from boneage.inference.predictor import Estimate
 
 __all__ = [
     "EnsembleCam",
@@ -204,7 +204,7 @@ class GradCam:
         """
         import keras
 
-        from boneage.evaluation.predictions import to_model_inputs
+        from boneage.inference import to_model_inputs
 
         images = np.asarray(images)
         size = int(self.model.inputs[0].shape[1])

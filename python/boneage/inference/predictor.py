@@ -10,43 +10,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from boneage import modelio
-from boneage.evaluation.predictions import predict_arrays
+from boneage.inference.model import LoadedModel
 from boneage.ingest import hands
 from boneage.ingest.dicom import DicomInfo, load_image
 from boneage.ingest.preparation import prepare
 from boneage.settings import parse_sex
 
 if TYPE_CHECKING:
-    from boneage.explain import Explanation
+    from boneage.inference.explain import Explanation
 
-__all__ = ["SHIPPED", "Estimate", "ImageInput", "NoSexError", "Predictor", "default_model"]
+__all__ = ["Estimate", "ImageInput", "NoSexError", "Predictor"]
 
 ImageInput = str | os.PathLike[str] | bytes | np.ndarray
 """What an estimate starts from: a file path, the encoded bytes of a PNG, JPEG or DICOM file
 (an upload), or a decoded array."""
-
-SHIPPED = Path(__file__).resolve().parent / "shipped"
-"""The shipped model's folder: inside the package, so an installed wheel has it too."""
-
-
-def default_model() -> Path:
-    """``$BONEAGE_MODEL``, else the model shipped in the package (``boneage/shipped/``)."""
-    env = os.environ.get("BONEAGE_MODEL")
-    if env:
-        return Path(env)
-    shipped = sorted(SHIPPED.glob("*.keras"))
-    if not shipped:
-        raise FileNotFoundError(
-            f"no model given and none shipped in {SHIPPED}; pass --model RUN_OR_MODEL "
-            "(train one with python -m boneage.train)"
-        )
-    return shipped[0]
 
 
 @dataclass
@@ -83,11 +64,12 @@ class Predictor:
     def __init__(
         self, model_path: str | os.PathLike[str] | None = None, tta: int | None = None
     ) -> None:
-        self.path = modelio.resolve(model_path or default_model())
-        self.model, self.meta = modelio.load(self.path)
-        self.tta = self.meta.tta_or(tta)
+        self.loaded = LoadedModel.open(model_path, tta)
+        assert self.loaded.path is not None  # opened from a file
+        self.path = self.loaded.path
+        self.model, self.meta, self.tta = self.loaded.model, self.loaded.meta, self.loaded.tta
         self._detector: Any = None
-        self._gradcam: Any = None  # boneage.explain.explainer(model), made on first use
+        self._gradcam: Any = None  # boneage.inference.explain.explainer(model), on first use
 
     def prepare(self, image: ImageInput) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
         """Decode and prepare the image as the model's training images were (its mode)."""
@@ -131,9 +113,7 @@ class Predictor:
         sex, notes = _choose_sex(male, info, default_male)
         notes += list(info.notes) if info is not None else []
         pre, loc, box = self._prepare(img)
-        mean, sigma = predict_arrays(
-            self.model, pre[None], np.array([sex], np.float32), tta=self.tta
-        )
+        mean, sigma = self.loaded.predict(pre[None], np.array([sex], np.float32))
         months = float(mean[0])
         estimate = Estimate(
             source=_source(image),
@@ -156,7 +136,8 @@ class Predictor:
         default_male: int | bool | str | None = None,
     ) -> tuple[np.ndarray, Estimate]:
         """A Grad-CAM heatmap (float32 ``(S, S)`` in ``[0, 1]``, over the prepared image) and
-        the estimate it explains (the same as :meth:`estimate`'s). See :mod:`boneage.explain`.
+        the estimate it explains (the same as :meth:`estimate`'s); see
+        :mod:`boneage.inference.explain`.
         """
         ex = self.explanation(image, male, default_male=default_male)
         return ex.heatmap, ex.estimate
@@ -174,7 +155,7 @@ class Predictor:
         ``max_pixels``: refuse larger images (default: the decoder's own limit, as
         :meth:`estimate`); the web app passes its limit so that DICOM is held to it too.
         """
-        from boneage.explain import Explanation, explainer
+        from boneage.inference.explain import Explanation, explainer
 
         img, info = load_image(image, max_pixels)
         est, pre = self._estimate(image, img, info, male, default_male)
