@@ -24,14 +24,14 @@ def rsna_dir(sub: str) -> Path:
     return path
 
 
-def full_films_with_copies(n: int) -> list[tuple[Path, Path]]:
-    """The first ``n`` (full-resolution film, its public train100 copy) pairs of training
+def full_films_with_copies(n: int, subset: str = "train100") -> list[tuple[Path, Path]]:
+    """The first ``n`` (full-resolution film, its public copy in ``subset``) pairs of training
     ids, leaving out the ``parma_fitted`` files (cropped and padded by their source)."""
     import csv
 
     rsna = rsna_dir("fullres").parent
     rows = list(csv.DictReader((rsna / "labels.csv").open()))
-    small = {r["id"]: rsna / r["file"] for r in rows if r["subset"] == "train100"}
+    small = {r["id"]: rsna / r["file"] for r in rows if r["subset"] == subset}
     return [(rsna / r["file"], small[r["id"]]) for r in rows
             if r["subset"] == "fullres" and r["id"] in small
             and "parma_fitted" not in r["file"]][:n]  # fmt: skip
