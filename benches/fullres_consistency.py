@@ -78,7 +78,9 @@ def measure(
     pp = predictor.meta.preprocessing
     if interpolation is not None:
         pp = dataclasses.replace(pp, interpolation=interpolation)
-        predictor.meta = dataclasses.replace(predictor.meta, preprocessing=pp)
+        predictor.loaded = dataclasses.replace(
+            predictor.loaded, meta=dataclasses.replace(predictor.meta, preprocessing=pp)
+        )
     result: dict[str, float | int | str] = {
         "mode": pp.mode,
         "interpolation": pp.interpolation,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from boneage.inference.model import LoadedModel
 from boneage.ingest import hands
 from boneage.ingest.dicom import DicomInfo, load_image
 from boneage.ingest.preparation import prepare
+from boneage.modelio import ModelMeta
 from boneage.settings import parse_sex
 
 if TYPE_CHECKING:
@@ -65,11 +67,26 @@ class Predictor:
         self, model_path: str | os.PathLike[str] | None = None, tta: int | None = None
     ) -> None:
         self.loaded = LoadedModel.open(model_path, tta)
-        assert self.loaded.path is not None  # opened from a file
-        self.path = self.loaded.path
-        self.model, self.meta, self.tta = self.loaded.model, self.loaded.meta, self.loaded.tta
         self._detector: Any = None
         self._gradcam: Any = None  # boneage.inference.explain.explainer(model), on first use
+
+    @property
+    def path(self) -> Path:
+        """The model file (a run folder given resolves to its best checkpoint)."""
+        assert self.loaded.path is not None  # opened from a file
+        return self.loaded.path
+
+    @property
+    def model(self) -> Any:
+        return self.loaded.model
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self.loaded.meta
+
+    @property
+    def tta(self) -> int:
+        return self.loaded.tta
 
     def prepare(self, image: ImageInput) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
         """Decode and prepare the image as the model's training images were (its mode)."""
