@@ -26,6 +26,7 @@ import pytest
 from benchkit import ratio, record, run, sized
 from boneage.ingest.bulk import Options
 from boneage.ingest.bulk import run as bulk_run
+from boneage.settings import Preprocessing
 
 RSNA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsna"
 N_FILMS = sized(60, 6)
@@ -55,7 +56,13 @@ def test_bulk_job_engines(benchmark, films, tmp_path_factory, engine):
 
     def job() -> int:
         shutil.rmtree(out, ignore_errors=True)
-        opts = Options(inputs=films, out=str(out), localiser="native", progress=False, sheet=0)
+        opts = Options(
+            inputs=films,
+            out=str(out),
+            preprocessing=Preprocessing(localiser="native"),
+            progress=False,
+            sheet=0,
+        )
         if engine == "local":
             return bulk_run(opts).ok
         opts.part_size = BEAM_PART_SIZE

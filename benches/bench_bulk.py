@@ -19,6 +19,7 @@ import pytest
 from benchkit import SMOKE, ratio, record, run, sized
 from boneage.ingest.bulk import Options
 from boneage.ingest.bulk import run as bulk_run
+from boneage.settings import Preprocessing
 
 RSNA = Path(__file__).resolve().parents[2] / "shared" / "data" / "rsna"
 N_FILMS = sized(60, 6)  # all of fullres/; the smoke run takes the first 6
@@ -50,8 +51,8 @@ def test_bulk_job(benchmark, fullres, tmp_path, engine, localiser):
     def job() -> int:
         shutil.rmtree(out, ignore_errors=True)
         return bulk_run(
-            Options(inputs=fullres, out=str(out), engine=engine, localiser=localiser,
-                    progress=False, sheet=0)
+            Options(inputs=fullres, out=str(out), engine=engine,
+                    preprocessing=Preprocessing(localiser=localiser), progress=False, sheet=0)
         ).ok  # fmt: skip
 
     rounds = 1 if localiser == "auto" else 2

@@ -134,6 +134,7 @@ def test_settings_travel_from_shards_to_predictions(tmp_path):
 
     # A flag that disagrees with the data is refused, not obeyed.
     bad = TrainConfig(model="small_cnn", data=str(data), out=str(tmp_path / "bad"),
-                      batch_size=32, epochs=1, verbose=0, clip_limit=2.0)  # fmt: skip
+                      batch_size=32, epochs=1, verbose=0,
+                      preprocessing={"clip_limit": 2.0})  # fmt: skip
     with pytest.raises(ValueError, match="clip-limit"):
         train(bad)

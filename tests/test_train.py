@@ -23,8 +23,8 @@ def demo_run(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(
-        model="small_cnn", data=str(out / "data"), out=str(out), demo=True, image_size=64,
-        batch_size=32, epochs=8, lr=3e-3, patience=8, verbose=0,
+        model="small_cnn", data=str(out / "data"), out=str(out), demo=True,
+        preprocessing={"image_size": 64}, batch_size=32, epochs=8, lr=3e-3, patience=8, verbose=0,
         demo_sizes={"train": 1200, "val": 200, "test": 200}, test_split="test",
     )  # fmt: skip
     metrics = train(cfg)
@@ -80,14 +80,15 @@ def test_resume_continues_from_the_saved_epoch(demo_run, tmp_path, capsys):
     time budget, and the run's command records both launches."""
     import shutil
 
-    from boneage.train import _saved_epochs, main
+    from boneage.train import main
+    from boneage.training.plan import saved_epochs
 
     run = tmp_path / "resumed"
     shutil.copytree(demo_run, run)
     state = json.loads((run / "state.json").read_text())
     before = json.loads((run / "config.json").read_text())
-    assert _saved_epochs(run, resume=True) == before["epochs"]  # no --epochs: the run's own
-    assert _saved_epochs(run, resume=False) is None
+    assert saved_epochs(run, resume=True) == before["epochs"]  # no --epochs: the run's own
+    assert saved_epochs(run, resume=False) is None
     extra = ["--epochs", str(state["epoch"] + 1), "--max-minutes", "30", "--quiet"]
     assert main(["--out", str(run), "--resume", *extra]) == 0
     assert "synthetic hand phantoms" not in capsys.readouterr().out  # not the demo's banner
@@ -118,7 +119,7 @@ def test_resume_restores_the_optimizer_state(demo_run):
         with h5py.File(io.BytesIO(zf.read(modelio.WEIGHTS_NAME)), "r") as f:
             group = f["optimizer/vars"]
             saved = [group[str(i)][()] for i in range(len(group))]
-    cfg = TrainConfig(**json.loads((demo_run / "config.json").read_text()))
+    cfg = TrainConfig.from_dict(json.loads((demo_run / "config.json").read_text()))
     model, _ = modelio.load(demo_run / "last.keras")
     compile_model(model, cfg, total_steps=100)
     assert modelio.restore_optimizer(model, demo_run / "last.keras")
@@ -145,7 +146,7 @@ def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):
     cfg = json.loads((demo_run / "config.json").read_text())
     cfg.update(out=str(tmp_path / "tuned"), epochs=1, demo=False, lr=1e-9, warmup=0.0,
                init_from=str(demo_run / "best.keras"))  # fmt: skip
-    tuned = train(TrainConfig(**cfg))
+    tuned = train(TrainConfig.from_dict(cfg))
     # A learning rate of ~0 keeps the weights: the tuned model is as good as the one it came
     # from, which a fresh model after one epoch is not.
     start = json.loads((demo_run / "metrics.json").read_text())
@@ -166,7 +167,7 @@ def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):
     other = modelio.save(model, tmp_path / "other.keras", meta)
     cfg.update(out=str(tmp_path / "refused"), init_from=str(other))
     with pytest.raises(ValueError, match="preprocess the data as the model expects"):
-        train(TrainConfig(**cfg))
+        train(TrainConfig.from_dict(cfg))
     # The resize filter alone may differ: fine-tuning on the new data adapts the model, and
     # the tuned model records the data's filter, not the old one.
     lin = {**meta.preprocessing.to_dict(), "clip_limit": start_clip, "interpolation": "linear"}
@@ -174,13 +175,13 @@ def test_init_from_fine_tunes_and_refuses_a_mismatch(demo_run, tmp_path):
     relabelled = modelio.save(model, tmp_path / "linear.keras", meta)
     cfg.update(out=str(tmp_path / "refiltered"), init_from=str(relabelled), test_split="holdout")
     # A split asked for that the data lack: reported on validation, and the result says so.
-    assert train(TrainConfig(**cfg))["split"] == "val"
+    assert train(TrainConfig.from_dict(cfg))["split"] == "val"
     _m, tuned_meta = modelio.load(tmp_path / "refiltered" / "best.keras")
     assert tuned_meta.preprocessing.interpolation == "area"
     cfg.update(init_from=str(demo_run / "best.keras"))
     cfg.update(model="resnet_compact", init_from=str(demo_run / "best.keras"))
     with pytest.raises(ValueError, match="pass --model small_cnn"):
-        train(TrainConfig(**cfg))
+        train(TrainConfig.from_dict(cfg))
 
 
 def test_init_from_at_another_size_with_a_teacher(demo_run, tmp_path):
@@ -198,10 +199,10 @@ def test_init_from_at_another_size_with_a_teacher(demo_run, tmp_path):
     assert len(predictions.read_text().splitlines()) == cfg["demo_sizes"]["train"] + 1
     bigger = tmp_path / "data80"
     make_synthetic(bigger, cfg["demo_sizes"], 80, cfg["seed"])
-    cfg.update(out=str(tmp_path / "grown"), data=str(bigger), demo=False, image_size=None,
+    cfg.update(out=str(tmp_path / "grown"), data=str(bigger), demo=False, preprocessing={},
                epochs=1, lr=1e-9, warmup=0.0, init_from=str(demo_run / "best.keras"),
                teacher=str(predictions), teacher_weight=0.5, test_split="test")  # fmt: skip
-    grown = train(TrainConfig(**cfg))
+    grown = train(TrainConfig.from_dict(cfg))
     _m, meta = modelio.load(tmp_path / "grown" / "best.keras")
     assert meta.preprocessing.image_size == 80
     assert meta.extra["teacher"] == {"predictions": "teacher/predictions.csv", "weight": 0.5}
@@ -222,7 +223,7 @@ def test_init_from_refuses_an_ensemble(demo_run, tmp_path):
     cfg = json.loads((demo_run / "config.json").read_text())
     cfg.update(out=str(tmp_path / "tuned"), epochs=1, demo=False, init_from=str(path))
     with pytest.raises(ValueError, match="is an ensemble of 2 models"):
-        train(TrainConfig(**cfg))
+        train(TrainConfig.from_dict(cfg))
 
 
 def test_init_member_fine_tunes_one_network_of_an_ensemble(demo_run, tmp_path):
@@ -243,7 +244,7 @@ def test_init_member_fine_tunes_one_network_of_an_ensemble(demo_run, tmp_path):
     cfg = json.loads((demo_run / "config.json").read_text())
     cfg.update(out=str(tmp_path / "tuned"), epochs=1, demo=False, lr=1e-9, warmup=0.0,
                init_from=str(path), init_member=1)  # fmt: skip
-    train(TrainConfig(**cfg))
+    train(TrainConfig.from_dict(cfg))
     tuned, tuned_meta = modelio.load(tmp_path / "tuned" / "best.keras")
     assert tuned_meta.extra["init_from"] == {"model": f"{tmp_path.name}/ensemble.keras",
                                              "member": 1, "command": "train b",
@@ -255,10 +256,10 @@ def test_init_member_fine_tunes_one_network_of_an_ensemble(demo_run, tmp_path):
     for member, message in ((2, "has members 0 to 1"), (-1, "has members 0 to 1")):
         cfg.update(out=str(tmp_path / f"bad{member}"), init_member=member)
         with pytest.raises(ValueError, match=message):
-            train(TrainConfig(**cfg))
+            train(TrainConfig.from_dict(cfg))
     cfg.update(out=str(tmp_path / "single"), init_from=str(demo_run / "best.keras"), init_member=0)
     with pytest.raises(ValueError, match="not an ensemble"):
-        train(TrainConfig(**cfg))
+        train(TrainConfig.from_dict(cfg))
 
 
 def test_evaluate_cli_and_predict_agree(demo_run, tmp_path, capsys):
@@ -337,7 +338,7 @@ def test_two_logical_devices_train_data_parallel(tmp_path):
         "from boneage.training.loop import TrainConfig, train\n"
         f"cfg = TrainConfig(model='small_cnn', data=r'{tmp_path / 'd'}', out=r'{tmp_path}',\n"
         "    demo=True,\n"
-        "    image_size=32, batch_size=16, epochs=1, verbose=0,\n"
+        "    preprocessing={'image_size': 32}, batch_size=16, epochs=1, verbose=0,\n"
         "    demo_sizes={'train': 64, 'val': 32, 'test': 32})\n"
         "m = train(cfg)\n"
         "print('REPLICAS', m['replicas'], m['distribution'])\n"
@@ -353,6 +354,7 @@ def test_two_logical_devices_train_data_parallel(tmp_path):
 @pytest.mark.skipif(not (RSNA / "train100").is_dir(), reason="real RSNA data not found")
 def test_short_run_on_real_images_beats_the_mean(tmp_path):
     from boneage.ingest.bulk import Options, run
+    from boneage.settings import Preprocessing
     from boneage.training.loop import TrainConfig, train
 
     src = tmp_path / "imgs"
@@ -361,10 +363,12 @@ def test_short_run_on_real_images_beats_the_mean(tmp_path):
         (src / f.name).write_bytes(f.read_bytes())
     data = tmp_path / "shards"
     s = run(Options(inputs=[str(src)], labels=[str(RSNA / "labels.csv")], out=str(data),
-                    localiser="none", size=64, split_by={"train": 0.8, "val": 0.2},
+                    preprocessing=Preprocessing(image_size=64, localiser="none"),
+                    split_by={"train": 0.8, "val": 0.2},
                     progress=False, sheet=0))  # fmt: skip
     assert s.per_split["train"] > 500
-    cfg = TrainConfig(model="small_cnn", data=str(data), out=str(tmp_path / "run"), image_size=64,
+    cfg = TrainConfig(model="small_cnn", data=str(data), out=str(tmp_path / "run"),
+                      preprocessing={"image_size": 64},
                       batch_size=32, epochs=6, lr=3e-3, patience=6, verbose=0)  # fmt: skip
     m = train(cfg)
     # By default a run reports on validation: test figures printed after every run, unasked,

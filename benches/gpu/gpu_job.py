@@ -45,6 +45,7 @@ def prepare_data(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     like the training images, then the same preprocessing, into test shards."""
     from boneage import _native as native
     from boneage.ingest.bulk import Options, run
+    from boneage.settings import Preprocessing
 
     rsna = Path(args.rsna)
     train_src = rsna / "train100"
@@ -63,8 +64,9 @@ def prepare_data(args: argparse.Namespace, work: Path) -> tuple[Path, Path]:
     train_dir, test_dir = work / "shards-train", work / "shards-test"
     # The 100 px copies are whole films squashed to squares: the models learn (and ship) the
     # squash mode, which prepares any input the same way.
-    common = dict(labels=[str(rsna / "labels.csv")], localiser="none", mode="squash",
-                  size=args.size, progress=False, sheet=0)  # fmt: skip
+    squash = Preprocessing(image_size=args.size, mode="squash", localiser="none")
+    common = dict(labels=[str(rsna / "labels.csv")], preprocessing=squash, progress=False,
+                  sheet=0)  # fmt: skip
     s1 = run(Options(inputs=[str(train_src)], out=str(train_dir),
                      split_by={"train": 0.9, "val": 0.1}, **common))  # fmt: skip
     s2 = run(Options(inputs=[str(test_src)], out=str(test_dir), **common))

@@ -138,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _preprocess(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> int:
     from boneage.ingest.bulk import Options, run
     from boneage.ingest.splits import parse_fractions
+    from boneage.settings import Preprocessing
 
     if args.image_size < 1 or args.part_size < 1 or args.shards < 0 or args.workers < 0:
         raise ValueError("--image-size and --part-size must be >= 1; --shards, --workers >= 0")
@@ -147,13 +148,16 @@ def _preprocess(args: argparse.Namespace, beam_args: Sequence[str] = ()) -> int:
         inputs=args.inputs,
         out=args.out,
         labels=args.labels,
-        localiser=args.localiser,
+        preprocessing=Preprocessing(
+            image_size=args.image_size,
+            clip_limit=args.clip_limit,
+            tile_grid=(args.tile_grid[0], args.tile_grid[1]),
+            # The squash mode keeps the whole film: no localiser.
+            localiser="none" if args.mode == "squash" else args.localiser,
+            mode=args.mode,
+            interpolation=args.interpolation,
+        ),
         engine=args.engine,
-        size=args.image_size,
-        clip_limit=args.clip_limit,
-        tile_grid=tuple(args.tile_grid),
-        mode=args.mode,
-        interpolation=args.interpolation,
         shards=args.shards,
         compression="GZIP" if args.gzip else None,
         split_by=parse_fractions(args.split_by) if args.split_by else None,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +89,27 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preprocessing:
-        """From a JSON dict; missing keys take the defaults (files from before ``mode`` and
-        ``interpolation`` were recorded, whose images were area-resized)."""
-        return cls(
-            image_size=int(d.get("image_size", 256)),
-            clip_limit=float(d.get("clip_limit", 2.0)),
-            tile_grid=tuple(int(v) for v in d.get("tile_grid", (8, 8))),  # type: ignore[arg-type]
-            localiser=str(d.get("localiser", "auto")),
-            mode=str(d.get("mode", "crop")),
-            interpolation=str(d.get("interpolation", "area")),
-        )
+        """From a JSON dict; missing keys take the class's defaults (the one place they are
+        defined: files from before ``mode`` and ``interpolation`` were recorded had their
+        images area-resized, which is the default). Unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown preprocessing settings {unknown}; known: {sorted(names)}")
+        kw: dict[str, Any] = {}
+        for key, value in d.items():
+            if value is None:
+                continue
+            if key == "tile_grid":
+                cols, rows = value
+                kw[key] = (int(cols), int(rows))
+            elif key == "image_size":
+                kw[key] = int(value)
+            elif key == "clip_limit":
+                kw[key] = float(value)
+            else:
+                kw[key] = str(value)
+        return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -12,19 +12,15 @@ logs, ``metrics.json`` and the plots (``curves.png``, ``lr_schedule.png``).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from boneage.cli import run_command
-from boneage.runs import RunDir
 from boneage.settings import LOCALISERS, MODES
-from boneage.training.demo import DEMO_EPOCHS, DEMO_IMAGE_SIZE, DEMO_SIZES
+from boneage.training.demo import DEMO_EPOCHS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,70 +165,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         distribution.split_cpu_for_tests()
     from boneage.training.loop import TrainConfig, train
+    from boneage.training.plan import Request, demo_banner, plan
 
-    data = Path(args.data) if args.data else None
-    demo = False
-    if data is None:
-        from boneage.training.demo import find_dataset
-
-        data = find_dataset()
-        demo = data is None
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.model or 'run'}"
-    )
-    model = (
-        args.model
-        or _init_model_name(args.init_from, args.init_member)
-        or ("small_cnn" if demo else "densenet121")
-    )
-    cfg = TrainConfig(
-        model=model,
-        data=str(data) if data else str(out / "synthetic-data"),
-        out=str(out),
-        demo=demo,
-        image_size=args.image_size or (DEMO_IMAGE_SIZE if demo else None),
-        batch_size=args.batch_size,
-        epochs=args.epochs or _saved_epochs(out, args.resume) or (DEMO_EPOCHS if demo else 60),
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        huber_delta=args.huber_delta,
-        warmup=args.warmup,
-        patience=args.patience or (DEMO_EPOCHS if demo else 3),
-        seed=args.seed,
-        mixed_precision=args.mixed_precision,
-        augment=args.augment,
-        noise=args.noise,
-        uncertainty=args.uncertainty,
-        train_split=args.train_split,
-        val_split=args.val_split,
-        test_split=args.test_split,
-        steps_per_epoch=args.steps_per_epoch,
-        distribute=args.distribute,
-        clip_limit=args.clip_limit,
-        tile_grid=tuple(args.tile_grid) if args.tile_grid else None,
-        localiser=args.localiser,
-        mode=args.mode,
-        command=" ".join(
-            ["python -m boneage.train", *(argv if argv is not None else sys.argv[1:])]
-        ),
-        max_minutes=args.max_minutes,
-        init_from=str(_init_path(args.init_from)) if args.init_from else None,
+    given = {
+        "image_size": args.image_size,
+        "clip_limit": args.clip_limit,
+        "tile_grid": args.tile_grid,
+        "localiser": args.localiser,
+        "mode": args.mode,
+    }
+    request = Request(
+        data=args.data,
+        out=args.out,
+        model=args.model,
+        epochs=args.epochs,
+        patience=args.patience,
+        init_from=args.init_from,
         init_member=args.init_member,
-        teacher=args.teacher,
-        teacher_weight=args.teacher_weight,
-        verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
+        resume=args.resume,
+        preprocessing={k: v for k, v in given.items() if v is not None},
+        settings=dict(
+            batch_size=args.batch_size,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            huber_delta=args.huber_delta,
+            warmup=args.warmup,
+            seed=args.seed,
+            mixed_precision=args.mixed_precision,
+            augment=args.augment,
+            noise=args.noise,
+            uncertainty=args.uncertainty,
+            train_split=args.train_split,
+            val_split=args.val_split,
+            test_split=args.test_split,
+            steps_per_epoch=args.steps_per_epoch,
+            distribute=args.distribute,
+            max_minutes=args.max_minutes,
+            teacher=args.teacher,
+            teacher_weight=args.teacher_weight,
+            verbose=0 if args.quiet else (1 if sys.stdout.isatty() else 2),
+            command=" ".join(
+                ["python -m boneage.train", *(argv if argv is not None else sys.argv[1:])]
+            ),
+        ),
     )
-    if demo and not args.resume:  # a resumed run takes its data from its config.json
-        print(
-            "No dataset given (--data), none in $BONEAGE_DATA or ./data: running the demo on "
-            f"synthetic hand phantoms ({DEMO_SIZES['train']} train / {DEMO_SIZES['val']} val / "
-            f"{DEMO_SIZES['test']} test, {cfg.image_size} px).\nFor RSNA data: "
-            "python -m boneage.preprocess <images or zips> --labels <csv> --out data/rsna, "
-            "then python -m boneage.train --data data/rsna",
-            flush=True,
-        )
+    planned: list[TrainConfig] = []
+
+    def settle() -> int:
+        planned.append(plan(request))
+        return 0
+
+    failed = run_command(settle)
+    if failed:
+        return failed
+    cfg = planned[0]
+    out = Path(cfg.out)
+    if cfg.demo and not args.resume:  # a resumed run takes its data from its config.json
+        print(demo_banner(cfg), flush=True)
 
     def body() -> int:
         metrics = train(cfg, resume=args.resume)
@@ -243,42 +232,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     return run_command(
         body, interrupted=f"interrupted: the best checkpoint is in {out}; --resume continues"
-    )
-
-
-def _init_path(init_from: str) -> Path:
-    """``--init-from``'s model file; ``shipped`` is the model packaged with boneage."""
-    from boneage import modelio
-    from boneage.inference import default_model
-
-    return modelio.resolve(default_model() if init_from == "shipped" else init_from)
-
-
-def _saved_epochs(out: Path, resume: bool) -> int | None:
-    """A resumed run keeps its own schedule length unless --epochs says otherwise."""
-    run = RunDir(out)
-    if not resume or not run.has_config():
-        return None
-    return int(run.read_config()["epochs"])
-
-
-def _init_model_name(init_from: str | None, member: int | None = None) -> str | None:
-    """The architecture of the model (or ensemble member) to fine-tune, so --model need not
-    repeat it."""
-    from boneage import modelio
-
-    if not init_from:
-        return None
-    meta = modelio.read_meta(_init_path(init_from))
-    if meta is not None and member is not None:
-        with contextlib.suppress(ValueError):  # out of range: the run refuses it, saying why
-            meta = meta.member(member)
-    return meta.model_name if meta and meta.model_name else None
-
-
-def summary_line(metrics: dict[str, Any]) -> str:
-    return (
-        f"MAE {metrics['mae']:.2f} months (predict-the-mean baseline {metrics['baseline_mae']:.2f})"
     )
 
 

@@ -52,13 +52,9 @@ class Options:
     inputs: list[str]
     out: str
     labels: list[str] = field(default_factory=list)
-    localiser: str = "auto"
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    """How every image is prepared (validated by its type), written next to the shards."""
     engine: str = "native"
-    size: int = 256
-    clip_limit: float = 2.0
-    tile_grid: tuple[int, int] = (8, 8)
-    mode: str = "crop"
-    interpolation: str = "area"
     shards: int = 0
     compression: str | None = None
     split_by: dict[str, float] | None = None
@@ -74,18 +70,6 @@ class Options:
     sheet: int = 60
     max_pixels: int = 100_000_000
     progress: bool = True
-
-    @property
-    def preprocessing(self) -> Preprocessing:
-        """The settings this job applies (validated), written next to its shards."""
-        return Preprocessing(
-            image_size=self.size,
-            clip_limit=self.clip_limit,
-            tile_grid=(int(self.tile_grid[0]), int(self.tile_grid[1])),
-            localiser="none" if self.mode == "squash" else self.localiser,
-            mode=self.mode,
-            interpolation=self.interpolation,
-        )
 
 
 @dataclass
@@ -361,14 +345,14 @@ class Job:
         """Per item: (image, info) or an error message. Runs the chosen engine and localiser."""
         if not datas:
             return []
-        o = self.o
-        if o.mode == "squash":
+        o, pp = self.o, self.pp
+        if pp.mode == "squash":
             return self.squash_all(datas)
-        if o.engine == "native" and o.localiser in ("native", "none"):
-            localiser = cast("Literal['native', 'none']", o.localiser)
+        if o.engine == "native" and pp.localiser in ("native", "none"):
+            localiser = cast("Literal['native', 'none']", pp.localiser)
             imgs, infos, errors = native.process_encoded(
-                [bytes(d) for d in datas], labels, localiser, o.size, o.clip_limit,
-                o.tile_grid, hands.MARGIN, None, o.max_pixels,
+                [bytes(d) for d in datas], labels, localiser, pp.image_size, pp.clip_limit,
+                pp.tile_grid, hands.MARGIN, None, o.max_pixels,
             )  # fmt: skip
             out: list[Any] = [(imgs[i], infos[i]) for i in range(len(datas))]
             for i, _, reason in errors:
@@ -378,16 +362,18 @@ class Job:
         good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
         images = [decoded[i] for i in good]
         marks = (
-            self.mediapipe(images) if o.localiser in ("mediapipe", "auto") else [None] * len(images)
+            self.mediapipe(images)
+            if pp.localiser in ("mediapipe", "auto")
+            else [None] * len(images)
         )
         found = [
-            hands.choose(img, o.localiser, landmarks=m)
+            hands.choose(img, pp.localiser, landmarks=m)
             for img, m in zip(images, marks, strict=True)
         ]
         crops = [f.box for f in found]
         if o.engine == "native":
             batch, errors = native.preprocess_batch(
-                images, crops, o.size, o.clip_limit, o.tile_grid
+                images, crops, pp.image_size, pp.clip_limit, pp.tile_grid
             )
             pre: list[Any] = list(batch)
             for i, _, reason in errors:
@@ -396,7 +382,7 @@ class Job:
             from boneage.ingest import reference
 
             pre = [
-                reference.preprocess(img, c, o.size, o.clip_limit, o.tile_grid)
+                reference.preprocess(img, c, pp.image_size, pp.clip_limit, pp.tile_grid)
                 for img, c in zip(images, crops, strict=True)
             ]
         out = list(decoded)

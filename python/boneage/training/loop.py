@@ -39,7 +39,6 @@ class TrainConfig:
     data: str = "data"
     out: str = "runs/latest"
     demo: bool = False
-    image_size: int | None = None
     batch_size: int = 64
     epochs: int = 60
     lr: float = 5e-3
@@ -61,11 +60,6 @@ class TrainConfig:
     test_split: str | None = None
     steps_per_epoch: int | None = None
     distribute: str = "auto"
-    # Preprocessing flags: None = take the data's preprocessing.json (a given value must agree).
-    clip_limit: float | None = None
-    tile_grid: tuple[int, int] | None = None
-    localiser: str | None = None
-    mode: str | None = None
     verbose: int = 2
     max_minutes: float | None = None
     # A trained model whose weights start this run (fine-tuning); its preprocessing must be
@@ -78,11 +72,38 @@ class TrainConfig:
     # targets with this weight (boneage.training.distill); validation stays on the labels.
     teacher: str | None = None
     teacher_weight: float = 0.5
-    # The data's preprocessing whole (Preprocessing.to_dict(), the resize filter included),
-    # recorded by train(); the flags above only repeat parts of it.
-    preprocessing: dict[str, Any] | None = None
+    # The data's preprocessing, as one value (Preprocessing's fields). Before the run: only
+    # the settings asked for (on the command line), which may only repeat the data's
+    # preprocessing.json; train() then records the data's settings whole (the resize filter
+    # included), as the model file does, so --resume and a reader of config.json see them all.
+    preprocessing: dict[str, Any] = dataclasses.field(default_factory=dict)
     demo_sizes: dict[str, int] = dataclasses.field(default_factory=dict)
     command: str = ""
+
+    @property
+    def image_size(self) -> int | None:
+        """The input side: the data's, once train() has read it; before, the one asked for."""
+        size = self.preprocessing.get("image_size")
+        return None if size is None else int(size)
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> TrainConfig:
+        """A config.json's settings. Runs from before the preprocessing travelled whole kept
+        its parts as flat keys (``image_size``, ``clip_limit``, ...): they are folded into
+        ``preprocessing`` so that such a run still resumes."""
+        d = dict(saved)
+        flat = {k: d.pop(k) for k in _FLAT_PREPROCESSING if k in d}
+        given = {k: v for k, v in flat.items() if v is not None}
+        d["preprocessing"] = {**given, **(d.get("preprocessing") or {})}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}")
+        return cls(**d)
+
+
+_FLAT_PREPROCESSING = ("image_size", "clip_limit", "tile_grid", "localiser", "mode")
+"""The preprocessing keys a run's config.json held flat before ``preprocessing`` held them."""
 
 
 def data_preprocessing(cfg: TrainConfig) -> Preprocessing:
@@ -91,13 +112,7 @@ def data_preprocessing(cfg: TrainConfig) -> Preprocessing:
     Shards written before settings travelled with the data have no ``preprocessing.json``:
     then the flags (or the paper's defaults) are taken at their word, with a warning.
     """
-    flags: dict[str, Any] = {
-        "image_size": cfg.image_size,
-        "clip_limit": cfg.clip_limit,
-        "tile_grid": cfg.tile_grid,
-        "localiser": cfg.localiser,
-        "mode": cfg.mode,
-    }
+    flags = dict(cfg.preprocessing)
     stored = Preprocessing.read(cfg.data)
     if stored is not None:
         stored.check_flags(**flags)
@@ -108,8 +123,7 @@ def data_preprocessing(cfg: TrainConfig) -> Preprocessing:
         "flags (or the defaults). Shards written by boneage.preprocess carry their own.",
         flush=True,
     )
-    given = {k: v for k, v in flags.items() if v is not None}
-    return Preprocessing(**given)
+    return Preprocessing.from_dict(flags)
 
 
 def check_records_match(cfg: TrainConfig, pp: Preprocessing) -> None:
@@ -300,8 +314,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if not run.can_resume():
             raise FileNotFoundError(f"{out}: nothing to resume (no {RunDir.LAST} / {RunDir.STATE})")
         saved = run.read_config()
-        if saved.get("tile_grid") is not None:
-            saved["tile_grid"] = tuple(saved["tile_grid"])
         # How to spread the work and how long to go on are this launch's choices: a run may
         # resume on another number of workers (or on one), with a new time budget or a
         # new (for example shorter) schedule. The command records both launches, in order.
@@ -312,7 +324,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             max_minutes=cfg.max_minutes,
             command=f"{saved['command']} && {cfg.command}",
         )
-        cfg = TrainConfig(**saved)
+        cfg = TrainConfig.from_dict(saved)
     keras.utils.set_random_seed(cfg.seed)
     policy = _policy(cfg.mixed_precision)
     keras.mixed_precision.set_global_policy(policy)
@@ -329,12 +341,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         make_synthetic(data, cfg.demo_sizes, cfg.image_size or 64, cfg.seed)
         cfg = dataclasses.replace(cfg, data=str(data)) if scratch else cfg
     pp = data_preprocessing(cfg)
-    # config.json records the settings actually used, so --resume repeats them.
-    cfg.image_size, cfg.clip_limit, cfg.localiser, cfg.mode = (
-        pp.image_size, pp.clip_limit, pp.localiser, pp.mode
-    )  # fmt: skip
-    cfg.tile_grid = pp.tile_grid
-    # The data's settings whole (the resize filter too), as the model file records them.
+    # config.json records the settings actually used, whole, so --resume repeats them.
     cfg.preprocessing = pp.to_dict()
     train_ds, val_ds, n_train, steps = datasets(cfg)
     total_steps = steps * cfg.epochs
@@ -364,7 +371,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             model = warm_start(cfg, pp)
         else:
             # Starting the output at the mean age spares the first epochs a 127-month climb.
-            model = build_model(cfg.model, cfg.image_size, uncertainty=cfg.uncertainty,
+            model = build_model(cfg.model, pp.image_size, uncertainty=cfg.uncertainty,
                                 mean_bias=split_mean_age(cfg.data, cfg.train_split))  # fmt: skip
         compile_model(model, cfg, total_steps)
         if resume:
