@@ -23,9 +23,11 @@ COMMANDS = {
 
 
 def quiet_native_logs() -> None:
-    """Silences TensorFlow's and MediaPipe's C++ start-up chatter (a user may still set them)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("GLOG_minloglevel", "3")
+    """Silences TensorFlow's, XLA's and MediaPipe's C++ start-up lines on stderr, including
+    those no variable reaches (see :mod:`boneage.nativelogs`); a level the user set wins."""
+    from boneage import nativelogs
+
+    nativelogs.quiet()
 
 
 def run_command(body: Callable[[], int], interrupted: str = "interrupted") -> int:
@@ -70,6 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] not in COMMANDS:
         print(f"boneage: unknown command {args[0]!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    quiet_native_logs()
     module = importlib.import_module(COMMANDS[args[0]][0])
     return int(module.main(args[1:]) or 0)
 

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from boneage import _native as native
+from boneage.nativelogs import GLOG_LEVEL, filtered_stderr
 from boneage.settings import LOCALISERS
 
 __all__ = ["LOCALISERS", "Box", "Found", "MediaPipeHands", "choose", "whole"]
@@ -83,14 +84,20 @@ class MediaPipeHands:
     """A reusable MediaPipe Hands detector in static-image mode (bundled model, offline)."""
 
     def __init__(self, min_confidence: float = 0.3) -> None:
-        import mediapipe as mp  # heavy: imported only where a detector is built
+        # MediaPipe logs through absl as its graph is built and first runs, up to its first
+        # hand, whatever the settings say: those calls run under the filter that applies
+        # GLOG_minloglevel to the lines (boneage.nativelogs; a no-op unless a command or the
+        # user set the variable).
+        with filtered_stderr(GLOG_LEVEL):
+            import mediapipe as mp  # heavy: imported only where a detector is built
 
-        self._hands: Any = mp.solutions.hands.Hands(
-            static_image_mode=True,
-            max_num_hands=1,
-            model_complexity=1,
-            min_detection_confidence=min_confidence,
-        )
+            self._hands: Any = mp.solutions.hands.Hands(
+                static_image_mode=True,
+                max_num_hands=1,
+                model_complexity=1,
+                min_detection_confidence=min_confidence,
+            )
+        self._quiet_until_hand = True
 
     def landmarks(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
         """Normalised landmark x, y arrays and the handedness score, or None when no hand."""
@@ -98,7 +105,12 @@ class MediaPipeHands:
         scale = min(1.0, MEDIAPIPE_SIDE / max(h, w))
         small = native.resize_area(img, max(1, round(w * scale)), max(1, round(h * scale)))
         rgb = cv2.cvtColor(small, cv2.COLOR_GRAY2RGB)
-        result = self._hands.process(rgb)
+        if self._quiet_until_hand:
+            with filtered_stderr(GLOG_LEVEL):
+                result = self._hands.process(rgb)
+            self._quiet_until_hand = not result.multi_hand_landmarks
+        else:
+            result = self._hands.process(rgb)
         if not result.multi_hand_landmarks:
             return None
         marks = result.multi_hand_landmarks[0].landmark
