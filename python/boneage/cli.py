@@ -1,17 +1,22 @@
-"""The ``boneage`` console script, and the error policy every command shares.
+"""The ``boneage`` console script, and what every command shares: its parser's look and
+its error policy.
 
 ``boneage preprocess ...`` is ``python -m boneage.preprocess ...``, and so on; each
-subcommand's ``--help`` is its module's. :func:`run_command` is the one place that turns what
-a command raises into the exit codes the README promises: 0 done, 1 done with skipped items
-(the command returns it), 2 a usage or fatal error in one line, 130 interrupted.
+subcommand's ``--help`` is its module's, built by :func:`command_parser` so that both
+spellings show ``usage: boneage VERB``. :func:`quiet_native_logs` is the first thing each
+command does. :func:`run_command` is the one place that turns what a command raises into the
+exit codes the README promises: 0 done, 1 done with skipped items (the command returns it), 2
+a usage or fatal error in one line, 130 interrupted.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 COMMANDS = {
     "preprocess": ("boneage.preprocess", "archives of radiographs -> shards + manifest"),
@@ -19,7 +24,42 @@ COMMANDS = {
     "evaluate": ("boneage.evaluate", "MAE/RMSE/R^2 with confidence intervals, plots, report"),
     "predict": ("boneage.predict", "bone age for images, as a table, CSV or JSON"),
     "serve": ("boneage.serve", "the local web app and JSON API (needs boneage[serve])"),
+    "shipping": ("boneage.shipping", "fit, check and package a trained run as the shipped model"),
 }
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to an option's help only where it tells something.
+
+    Not when there is no default (``None``, an empty list, a flag's ``False``), and not when
+    the help already says what the default is (it mentions "default"), so no option reads
+    "(default: the shipped model) (default: None)". A list default is shown as it is typed.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help_ = action.help or ""
+        default = action.default
+        if (
+            "default" in help_.lower()
+            or default is None
+            or default is argparse.SUPPRESS
+            or (action.nargs == 0 and isinstance(default, bool))
+            or (isinstance(default, (list, tuple, str)) and len(default) == 0)
+            or (not action.option_strings and action.nargs not in ("?", "*"))
+        ):
+            return action.help
+        if isinstance(default, (list, tuple)):
+            shown = " ".join(str(v) for v in default)
+        else:
+            shown = str(default)
+        return f"{help_} (default: {shown.replace('%', '%%')})"
+
+
+def command_parser(verb: str, description: str | None, **kw: Any) -> argparse.ArgumentParser:
+    """The parser of ``boneage VERB``: that usage line whichever way the command is started,
+    and the defaults shown by :class:`HelpFormatter`."""
+    kw.setdefault("formatter_class", HelpFormatter)
+    return argparse.ArgumentParser(prog=f"boneage {verb}", description=description, **kw)
 
 
 def quiet_native_logs() -> None:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from boneage.cli import quiet_native_logs, run_command
+from boneage.cli import command_parser, quiet_native_logs, run_command
 from boneage.evaluation import metrics, report
 from boneage.evaluation.predictions import predict_files, predict_split
 from boneage.inference import LoadedModel, Predictor, default_model
@@ -29,11 +29,10 @@ from boneage.runs import RunDir
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m boneage.evaluate",
-        description="Evaluate a trained model (a .keras file or a run directory) on a split "
-        "of shards.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = command_parser(
+        "evaluate",
+        "Evaluate a trained model (a .keras file or a run directory) on a split of shards, "
+        "or on labelled image files (--images).",
     )
     p.add_argument(
         "model", nargs="?", help="model file or run directory (default: the shipped model)"
@@ -43,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate on image files instead of shards: folders, archives or files, "
                         "prepared with the model's own preprocessing; needs --labels")  # fmt: skip
     p.add_argument("--labels", nargs="+", metavar="CSV", help="label CSVs for --images")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="which split of the shards to evaluate")
     p.add_argument(
         "--out",
         help="report directory: metrics.json, report.md, plots and "
@@ -53,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test-time augmentation copies to average (default: the number the "
                         "model file records, as predict uses; 0 if none)")  # fmt: skip
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per prediction batch")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--compare", nargs="+", metavar="RUN", help="compare these models side by side")
     return p
@@ -102,8 +101,8 @@ def evaluate_one(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     quiet_native_logs()
+    args = build_parser().parse_args(argv)
     return run_command(lambda: _evaluate(args))
 
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from boneage.cli import quiet_native_logs, run_command
+from boneage.cli import command_parser, quiet_native_logs, run_command
 from boneage.inference import Estimate, NoSexError, Predictor
 from boneage.ingest import dicom
 from boneage.ingest.labels import SexTable, normalise_id, read_sexes
@@ -32,11 +32,7 @@ from boneage.settings import parse_sex
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m boneage.predict",
-        description="Estimate bone age (months and years) from hand radiographs.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = command_parser("predict", "Estimate bone age (months and years) from hand radiographs.")
     p.add_argument("images", nargs="+", help="PNG/JPEG/DICOM files or folders of them")
     p.add_argument("--sex",
                    help="M or F: for images whose sex neither --labels nor their DICOM "
@@ -53,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "a .png file for one image, else a folder (created) that gets "
                         "STEM.explain.png per image")  # fmt: skip
     fmt = p.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="JSON output")
-    fmt.add_argument("--csv", action="store_true", help="CSV output")
+    fmt.add_argument("--json", action="store_true", help="JSON output instead of a table")
+    fmt.add_argument("--csv", action="store_true", help="CSV output instead of a table")
     return p
 
 
@@ -77,8 +73,8 @@ def _is_input(path: Path) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     quiet_native_logs()
+    args = build_parser().parse_args(argv)
     return run_command(lambda: _predict(args))
 
 

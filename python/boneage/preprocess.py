@@ -18,19 +18,16 @@ import os
 import sys
 from collections.abc import Sequence
 
-from boneage.cli import quiet_native_logs, run_command
+from boneage.cli import command_parser, quiet_native_logs, run_command
 from boneage.settings import INTERPOLATIONS, LOCALISERS, MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m boneage.preprocess",
-        description=(
-            "Decode, localise the hand, crop, CLAHE, pad and resize every radiograph in the "
-            "inputs, and write sharded TFRecords plus OUT/manifest.csv (one row per input, "
-            "with its status and reason). Archives are streamed, never extracted."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = command_parser(
+        "preprocess",
+        "Decode, localise the hand, crop, CLAHE, pad and resize every radiograph in the "
+        "inputs, and write sharded TFRecords plus OUT/manifest.csv (one row per input, "
+        "with its status and reason). Archives are streamed, never extracted.",
     )
     p.add_argument("inputs", nargs="+", help="folders, .zip or .tar[.gz] archives, or image files")
     p.add_argument("--labels", nargs="*", default=[], metavar="CSV",
@@ -48,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="opencv runs the same job through boneage.ingest.reference (cv2), for comparison; "
         "beam runs the native job as an Apache Beam pipeline (pip install 'boneage[beam]'): "
         "options this command does not know go to Beam as --name=value, e.g. "
-        "--runner=FlinkRunner (default: the DirectRunner, a process per core; --workers then "
-        "counts MediaPipe processes per Beam worker)",
+        "--runner=FlinkRunner (without one, the DirectRunner: a process per core; --workers "
+        "then counts MediaPipe processes per Beam worker)",
     )
     p.add_argument("--mode", choices=MODES, default="crop",
                    help="crop: the paper's hand crop, CLAHE, pad, resize; squash: the whole "
@@ -64,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output side in pixels (the same option as train's; --size is its "
                         "older spelling)")  # fmt: skip
     p.add_argument("--clip-limit", type=float, default=2.0, help="CLAHE clip limit")
-    p.add_argument("--tile-grid", type=int, nargs=2, default=(8, 8), metavar=("COLS", "ROWS"))
+    p.add_argument("--tile-grid", type=int, nargs=2, default=(8, 8), metavar=("COLS", "ROWS"),
+                   help="CLAHE tile grid")  # fmt: skip
     p.add_argument("--split-by", metavar="SPEC",
                    help="seeded stratified split instead of the CSVs' own, e.g. "
                         "train=0.8,val=0.1,test=0.1")  # fmt: skip
@@ -118,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_native_logs()
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     if beam_args and args.engine != "beam":
@@ -126,7 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(
             "--engine beam needs Apache Beam, an optional extra: pip install 'boneage[beam]'"
         )
-    quiet_native_logs()
     return run_command(
         lambda: _preprocess(args, beam_args),
         interrupted="interrupted: rerun to start afresh"

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from boneage.cli import quiet_native_logs, run_command
+from boneage.cli import command_parser, quiet_native_logs, run_command
 from boneage.serve.app import create_app
 from boneage.serve.upload import DEFAULT_MAX_UPLOAD_MB
 
@@ -20,11 +20,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m boneage.serve",
-        description="Serve the bone-age web page and JSON API on this computer.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = command_parser("serve", "Serve the bone-age web page and JSON API on this computer.")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (0.0.0.0 exposes it to the network)")  # fmt: skip
     p.add_argument("--port", type=int, default=8000, help="TCP port")
@@ -37,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     quiet_native_logs()
+    args = build_parser().parse_args(argv)
     return run_command(lambda: _serve(args))
 
 
