@@ -126,7 +126,7 @@ def test_ship_adds_the_line_that_validation_asks_for(data, tmp_path, monkeypatch
     """A run whose estimates are squeezed to half their spread around the mean ships with
     the line that stretches them back: the shipped file scores what the study promised;
     without calibration the same run ships as it is."""
-    from boneage import shipping
+    from boneage.training import shipping
 
     monkeypatch.setattr(shipping, "SHIPPED", tmp_path / "shipped")
     _images, _male, age, _ids = read_split(data, "train")

@@ -111,7 +111,7 @@ def _run(
 
 
 def test_ship_several_runs_keeps_the_best_on_validation(data, tmp_path, monkeypatch):
-    from boneage import shipping
+    from boneage.training import shipping
 
     monkeypatch.setattr(shipping, "SHIPPED", tmp_path / "shipped")
     runs = [str(_run(data, tmp_path, seed, 3)) for seed in (1, 2)]
@@ -148,7 +148,7 @@ def test_ship_several_runs_keeps_the_best_on_validation(data, tmp_path, monkeypa
 def test_ship_keeps_an_ensemble_that_cancels_its_members_errors(data, tmp_path, monkeypatch):
     """One model shifted 60 months up and 60 down: each run alone is far off, their average
     is the model itself (which starts at the mean age), so the ensemble must win and ship."""
-    from boneage import shipping
+    from boneage.training import shipping
 
     monkeypatch.setattr(shipping, "SHIPPED", tmp_path / "shipped")
     up, down = (str(_run(data, tmp_path, 1, 1, shift=s)) for s in (60.0, -60.0))
@@ -204,7 +204,7 @@ def test_ship_keeps_an_ensemble_that_cancels_its_members_errors(data, tmp_path, 
 
 
 def test_ship_refuses_members_prepared_differently(data, tmp_path, monkeypatch):
-    from boneage import shipping
+    from boneage.training import shipping
 
     monkeypatch.setattr(shipping, "SHIPPED", tmp_path / "shipped")
     other = Preprocessing(image_size=32, localiser="none", mode="squash", clip_limit=3.0)

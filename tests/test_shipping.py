@@ -14,8 +14,8 @@ from boneage.inference import to_model_inputs
 from boneage.models import build_model
 from boneage.settings import Preprocessing
 from boneage.shards import read_split
-from boneage.shipping import recalibrate_bn
 from boneage.training.demo import make_synthetic
+from boneage.training.shipping import recalibrate_bn
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_precise_bn_is_the_mean_of_batch_statistics(data):
 
 
 def test_ship_records_its_choices_and_drops_the_optimizer(data, tmp_path, monkeypatch):
-    from boneage import shipping
+    from boneage.training import shipping
 
     keras.utils.set_random_seed(0)
     model = build_model("small_cnn", 32)

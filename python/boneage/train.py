@@ -18,17 +18,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from boneage.cli import run_command
+from boneage.cli import command_parser, run_command
 from boneage.settings import LOCALISERS, MODES
 from boneage.training.demo import DEMO_EPOCHS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m boneage.train",
-        description="Train a bone-age model (paper defaults). Without --data, finds shards in "
+    p = command_parser(
+        "train",
+        "Train a bone-age model (paper defaults). Without --data, finds shards in "
         "$BONEAGE_DATA or ./data, else runs a short demo on synthetic phantoms.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "--model",
@@ -40,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int,
                    help="input side; default: the data's (preprocessing.json), 64 for the "
                         "demo")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="images per training step")
     p.add_argument(
         "--epochs",
         type=int,
@@ -55,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="early stopping patience in epochs (val MAE); default 3 (the paper's), "
                         "none for the demo: its short fixed schedule runs to the end and the "
                         "best epoch is kept")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the weights, shuffling and augmentation"
+    )
     p.add_argument("--mixed-precision", choices=("auto", "on", "off", "bf16"), default="auto",
                    help="auto: float16 mixed precision on GPUs only")  # fmt: skip
     p.add_argument(
@@ -74,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also predict a variance (Gaussian NLL loss) so predictions carry a ±",
     )
-    p.add_argument("--train-split", default="train")
-    p.add_argument("--val-split", default="val")
+    p.add_argument("--train-split", default="train", help="the split the model learns from")
+    p.add_argument("--val-split", default="val", help="the split that chooses the best epoch")
     p.add_argument(
         "--test-split",
         metavar="SPLIT",
@@ -134,10 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
         "read from the data's preprocessing.json; these may only repeat it (a different "
         "value is an error). Only for shards written without one.",
     )
-    pre.add_argument("--clip-limit", type=float)
-    pre.add_argument("--tile-grid", type=int, nargs=2, metavar=("COLS", "ROWS"))
-    pre.add_argument("--localiser", choices=LOCALISERS)
-    pre.add_argument("--mode", choices=MODES)
+    pre.add_argument("--clip-limit", type=float, help="CLAHE clip limit")
+    pre.add_argument(
+        "--tile-grid", type=int, nargs=2, metavar=("COLS", "ROWS"), help="CLAHE tile grid"
+    )
+    pre.add_argument("--localiser", choices=LOCALISERS, help="how the hand was found")
+    pre.add_argument("--mode", choices=MODES, help="crop (the hand) or squash (the whole film)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress bar")
     return p
 
