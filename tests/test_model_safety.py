@@ -24,7 +24,7 @@ keras = pytest.importorskip("keras")
 from boneage import modelio  # noqa: E402
 from boneage.modelcheck import UnsafeModelError, check_model_config  # noqa: E402
 
-SHIPPED = next((Path(__file__).parents[1] / "python/boneage/shipped").glob("*.keras"))
+SHIPPED = next((Path(__file__).parents[1] / "python/boneage/shipped").glob("boneage-*.keras"))
 
 
 def _payload_savedmodel(folder: Path, marker: Path) -> None:

@@ -2,9 +2,11 @@
 :class:`Predictor` for other programs.
 
 Images are PNG, JPEG or DICOM (recognised by content: ``.dcm``, no extension, a UID name).
-Over a folder of mixed patients, each image's sex comes from ``--labels`` (a label CSV of any
-RSNA schema, matched by case id = file name without extension), else from its DICOM
-``PatientSex``, else from ``--sex``; an image with none is an error line for that image.
+Sex, the rule of every interface: ``--sex`` when given, else ``--labels`` (a label CSV of any
+RSNA schema, matched by case id = file name without extension), else the DICOM's
+``PatientSex``; a chosen sex that disagrees with ``PatientSex`` is printed as a note, and an
+image with no sex is an error line for that image. The chronological age (``--age-months``,
+an ``age_months`` column in ``--labels``, else the DICOM's) adds the delta and the SDS.
 
 Prediction repeats exactly the preprocessing the model was trained with (its mode: the hand
 crop, CLAHE, pad and resize, or the whole film squashed to a square and CLAHE), read from the
@@ -20,11 +22,12 @@ import io
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 from boneage.cli import command_parser, quiet_native_logs, run_command
 from boneage.inference import Estimate, NoSexError, Predictor
+from boneage.inference.estimate import years_months_text
+from boneage.inference.reference import REFERENCE, parse_age_months
 from boneage.ingest import dicom
 from boneage.ingest.labels import SexTable, normalise_id, read_sexes
 from boneage.ingest.sources import IMAGE_SUFFIXES, case_id
@@ -35,11 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = command_parser("predict", "Estimate bone age (months and years) from hand radiographs.")
     p.add_argument("images", nargs="+", help="PNG/JPEG/DICOM files or folders of them")
     p.add_argument("--sex",
-                   help="M or F: for images whose sex neither --labels nor their DICOM "
-                        "PatientSex gives")  # fmt: skip
+                   help="M or F for every image: wins over --labels and the DICOM's "
+                        "PatientSex (a disagreement with PatientSex is noted)")  # fmt: skip
     p.add_argument("--labels", nargs="+", metavar="CSV", default=[],
-                   help="label CSVs (any RSNA schema; age may be empty) giving each image's "
-                        "sex by case id")  # fmt: skip
+                   help="label CSVs (any RSNA schema; the bone-age column may be empty) giving "
+                        "each image's sex by case id, and its chronological age in an optional "
+                        "age_months column")  # fmt: skip
+    p.add_argument("--age-months", type=float, metavar="N",
+                   help="chronological age in months, for every image: adds the delta (bone "
+                        "age minus age), the SDS against the Greulich & Pyle reference and "
+                        "the normal range (else from --labels or the DICOM's dates)")  # fmt: skip
     p.add_argument("--model", help="model file or run directory (default: the shipped model)")
     p.add_argument("--tta", type=int,
                    help="test-time augmentation copies to average (default: the number the "
@@ -82,9 +90,11 @@ def _predict(args: argparse.Namespace) -> int:
     paths = _expand(args.images)
     if not paths:  # an empty folder is a mistake to report, not an empty table to print
         raise ValueError(f"no images found in the inputs ({', '.join(args.images)})")
-    fallback = parse_sex(args.sex) if args.sex is not None else None
-    if args.sex is not None and fallback is None:
+    given = parse_sex(args.sex) if args.sex is not None else None
+    if args.sex is not None and given is None:
         raise ValueError(f"unknown --sex {args.sex!r}: use M or F")
+    if args.age_months is not None:
+        parse_age_months(args.age_months)  # a bad age is a usage error, before any work
     sexes = read_sexes(args.labels)
     explain_to = explain_targets(args.explain, paths) if args.explain else {}
     predictor = Predictor(args.model, tta=args.tta)
@@ -92,11 +102,12 @@ def _predict(args: argparse.Namespace) -> int:
     failed = 0
     for path in paths:
         try:
-            sex = _labelled_sex(path, sexes)
+            labelled, labelled_age = _labelled(path, sexes)
+            age = args.age_months if args.age_months is not None else labelled_age
             if path in explain_to:
-                est = _explain(predictor, path, sex, fallback, explain_to[path])
+                est = _explain(predictor, path, given, labelled, age, explain_to[path])
             else:
-                est = predictor.estimate(path, sex, default_male=fallback)
+                est = predictor.estimate(path, given, labelled_male=labelled, age_months=age)
         except NoSexError as e:
             failed += 1
             print(f"error: {path}: {e}; add it to --labels or give --sex", file=sys.stderr)
@@ -140,12 +151,17 @@ def explain_targets(target: str, paths: list[Path]) -> dict[Path, Path]:
 
 
 def _explain(
-    predictor: Predictor, path: Path, sex: int | None, fallback: int | None, out: Path
+    predictor: Predictor,
+    path: Path,
+    sex: int | None,
+    labelled: int | None,
+    age: float | None,
+    out: Path,
 ) -> Estimate:
     """The estimate, with its heatmap drawn over the prepared image and written to ``out``."""
     from boneage.inference.explain import overlay, png_bytes
 
-    ex = predictor.explanation(path, sex, default_male=fallback)
+    ex = predictor.explanation(path, sex, labelled_male=labelled, age_months=age)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(png_bytes(overlay(ex.prepared, ex.heatmap)))
     direction = "raised" if ex.direction > 0 else "lowered"
@@ -157,43 +173,83 @@ def _explain(
     return ex.estimate
 
 
-def _labelled_sex(path: Path, sexes: SexTable) -> int | None:
-    """The image's sex from the label files (by case id, as the bulk job matches), or None.
-    A case whose rows are unusable is an error for that image, never a silent fallback."""
+def _labelled(path: Path, sexes: SexTable) -> tuple[int | None, float | None]:
+    """The image's sex and chronological age from the label files (by case id, as the bulk
+    job matches), or None. A case whose rows are unusable is an error for that image, never
+    a silent fallback."""
     cid = normalise_id(case_id(path.name))
     problem = sexes.problems.get(cid)
     if problem is not None:
         raise ValueError(f"case {cid}: {problem}")
-    return sexes.male.get(cid)
+    return sexes.male.get(cid), sexes.age_months.get(cid)
+
+
+CSV_COLUMNS = (
+    "source", "sex", "bone_age_months", "interval_90_lo", "interval_90_hi", "age_months",
+    "delta_months", "sds", "within_normal_range", "orientation", "localiser", "notes",
+)  # fmt: skip
+"""The CSV output's columns: the JSON schema's, flattened (see Estimate.to_dict)."""
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)
 
 
 def render(results: list[Estimate], fmt: str) -> str:
+    """The estimates as JSON (:meth:`Estimate.to_dict`, the API's schema), CSV or a table."""
     if fmt == "json":
-        return json.dumps([asdict(r) for r in results], indent=2)
+        return json.dumps([r.to_dict() for r in results], indent=2)
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf)
-        w.writerow(["source", "sex", "months", "years", "sigma_months", "localiser"])
+        w.writerow(CSV_COLUMNS)
         for r in results:
-            sigma = "" if r.sigma_months is None else f"{r.sigma_months:.2f}"
-            w.writerow(
-                [
-                    r.source,
-                    "M" if r.male else "F",
-                    f"{r.months:.2f}",
-                    f"{r.years:.2f}",
-                    sigma,
-                    r.localiser,
-                ]
-            )
+            d = r.to_dict()
+            lo, hi = d["interval_90_months"] or (None, None)
+            d.update(interval_90_lo=lo, interval_90_hi=hi, notes="; ".join(d["notes"]))
+            w.writerow([_cell(d[c]) for c in CSV_COLUMNS])
         return buf.getvalue().rstrip("\n")
-    lines = [f"{'image':<40} {'sex':>3} {'months':>8} {'years':>6}  localiser"]
+    return table(results)
+
+
+def table(results: list[Estimate]) -> str:
+    """A reader's table: bone age in years and months, its 90 % interval, and with an age the
+    delta and the SDS ("*" marks a delta inside the model's own interval)."""
+    head = f"{'image':<32} {'sex':>3} {'bone age':>9} {'90% interval':>17}"
+    with_age = any(r.age is not None for r in results)
+    if with_age:
+        head += f" {'age':>9} {'delta':>7} {'SDS':>6}"
+    lines = [head + "  orientation"]
+    marked = False
     for r in results:
-        pm = f" ± {r.sigma_months:.1f}" if r.sigma_months is not None else ""
-        lines.append(
-            f"{Path(r.source).name[:40]:<40} {'M' if r.male else 'F':>3} {r.months:8.1f}{pm} "
-            f"{r.years:6.1f}  {r.localiser}"
+        iv = r.interval_90_months
+        interval = "" if iv is None else f"{years_months_text(iv[0])} - {years_months_text(iv[1])}"
+        line = (
+            f"{Path(r.source).name[:32]:<32} {'M' if r.male else 'F':>3} "
+            f"{years_months_text(r.bone_age_months):>9} {interval:>17}"
         )
+        if with_age:
+            a = r.age
+            if a is None:
+                line += f" {'':>9} {'':>7} {'':>6}"
+            else:
+                mark = "*" if a.within_interval else " "
+                marked |= mark == "*"
+                line += (
+                    f" {years_months_text(a.age_months):>9} {a.delta_months:+6.1f}{mark}"
+                    f" {a.sds:+6.2f}"
+                )
+        lines.append(f"{line}  {r.orientation}")
+    if marked:
+        lines.append(
+            "* the age lies inside the model's 90 % interval: the delta is within its error"
+        )
+    if with_age:
+        lines.append(f"SDS against the {REFERENCE.name}; normal: |SDS| <= 2")
     return "\n".join(lines)
 
 

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from boneage.cli import command_parser, run_command
+from boneage.cli import command_parser, quiet_native_logs, run_command
 from boneage.settings import LOCALISERS, MODES
 from boneage.training.demo import DEMO_EPOCHS
 
@@ -146,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_native_logs()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.distribute == "multi-worker" and not args.out:
@@ -156,7 +156,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"got {args.noise}")  # fmt: skip
     if args.noise and not args.augment:
         parser.error("--noise is part of the augmentation: drop --no-augment or --noise")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from boneage.training import distribution
 
     if args.distribute == distribution.MULTI_WORKER:

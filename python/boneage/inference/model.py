@@ -25,6 +25,8 @@ __all__ = ["SHIPPED", "LoadedModel", "default_model"]
 
 SHIPPED = Path(__file__).resolve().parent.parent / "shipped"
 """The shipped model's folder: inside the package, so an installed wheel has it too."""
+SHIPPED_PATTERN = "boneage-*.keras"
+"""The shipped bone-age model's file name; the folder also holds the orientation detector."""
 
 
 def default_model() -> Path:
@@ -32,7 +34,7 @@ def default_model() -> Path:
     env = os.environ.get("BONEAGE_MODEL")
     if env:
         return Path(env)
-    shipped = sorted(SHIPPED.glob("*.keras"))
+    shipped = sorted(SHIPPED.glob(SHIPPED_PATTERN))
     if not shipped:
         raise FileNotFoundError(
             f"no model given and none shipped in {SHIPPED}; pass --model RUN_OR_MODEL "

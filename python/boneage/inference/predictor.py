@@ -9,12 +9,14 @@ else the model shipped inside the package.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from boneage.inference import reference
+from boneage.inference.estimate import Estimate
+from boneage.inference.interval import Interval
 from boneage.inference.model import LoadedModel
 from boneage.ingest import hands
 from boneage.ingest.dicom import DicomInfo, load_image
@@ -30,23 +32,6 @@ __all__ = ["Estimate", "ImageInput", "NoSexError", "Predictor"]
 ImageInput = str | os.PathLike[str] | bytes | np.ndarray
 """What an estimate starts from: a file path, the encoded bytes of a PNG, JPEG or DICOM file
 (an upload), or a decoded array."""
-
-
-@dataclass
-class Estimate:
-    source: str
-    male: int
-    months: float
-    years: float
-    sigma_months: float | None
-    localiser: str
-    box: tuple[int, int, int, int]
-    notes: list[str] = field(default_factory=list)
-    """What the caller should know about this input (a multi-frame DICOM's frame, a given
-    sex that disagrees with the DICOM's)."""
-    dicom: dict[str, str] | None = None
-    """For a DICOM input: its SOP Instance UID, photometric interpretation, bits, transfer
-    syntax and the value mapping used (``DicomInfo.manifest_fields``); no patient identifier."""
 
 
 class NoSexError(ValueError):
@@ -107,16 +92,24 @@ class Predictor:
         image: ImageInput,
         male: int | bool | str | None = None,
         *,
+        labelled_male: int | bool | str | None = None,
         default_male: int | bool | str | None = None,
+        age_months: float | str | None = None,
     ) -> Estimate:
-        """The estimate for one image. Sex: ``male`` when given, else a DICOM's
-        ``PatientSex``, else ``default_male``; an image with none is a ``ValueError``.
+        """The estimate for one image.
+
+        Sex, one rule for every interface: ``male`` (given explicitly) wins, else
+        ``labelled_male`` (a labels file's), else the DICOM's ``PatientSex``, else
+        ``default_male``; none of them is a :class:`NoSexError`. A given or labelled sex that
+        disagrees with ``PatientSex`` is kept, with a note. The chronological age: ``age_months``
+        when given, else the DICOM's (``PatientAge``, else study date minus birth date); with
+        one the estimate carries the delta, the SDS and the normal range.
 
         A DICOM is recognised by its content, whether ``image`` is a path or the bytes of
         an upload, and decoded to the grey image its PNG would give.
         """
         img, info = load_image(image)
-        return self._estimate(image, img, info, male, default_male)[0]
+        return self._estimate(image, img, info, male, labelled_male, default_male, age_months)[0]
 
     def _estimate(
         self,
@@ -124,39 +117,64 @@ class Predictor:
         img: np.ndarray,
         info: DicomInfo | None,
         male: int | bool | str | None,
+        labelled_male: int | bool | str | None,
         default_male: int | bool | str | None,
+        age_months: float | str | None,
     ) -> tuple[Estimate, np.ndarray]:
         """The estimate for a decoded image, and the prepared image it was made from."""
-        sex, notes = _choose_sex(male, info, default_male)
+        sex, sex_source, notes = choose_sex(male, labelled_male, info, default_male)
         notes += list(info.notes) if info is not None else []
         pre, loc, box = self._prepare(img)
         mean, sigma = self.loaded.predict(pre[None], np.array([sex], np.float32))
         months = float(mean[0])
+        band = self.interval
+        interval_90 = None if band is None else band.around(months)
+        age, age_source = _chronological_age(age_months, info)
+        comparison = None
+        if age is not None:
+            comparison = reference.compare(months, age, bool(sex), interval_90)
         estimate = Estimate(
             source=_source(image),
             male=sex,
-            months=months,
-            years=months / 12.0,
+            bone_age_months=months,
             sigma_months=None if sigma is None else float(sigma[0]),
             localiser=loc,
             box=tuple(int(v) for v in box),  # type: ignore[arg-type]
+            interval_90_months=interval_90,
+            sex_source=sex_source,
+            age=comparison,
+            age_source=age_source,
             notes=notes,
             dicom=None if info is None else info.manifest_fields(),
         )
         return estimate, pre
+
+    @property
+    def interval(self) -> Interval | None:
+        """The model's 90 % interval (fitted on validation when it was shipped), if any."""
+        fitted = self.meta.extra.get("interval")
+        return None if not fitted else Interval.from_dict(fitted)
 
     def explain(
         self,
         image: ImageInput,
         male: int | bool | str | None = None,
         *,
+        labelled_male: int | bool | str | None = None,
         default_male: int | bool | str | None = None,
+        age_months: float | str | None = None,
     ) -> tuple[np.ndarray, Estimate]:
         """A Grad-CAM heatmap (float32 ``(S, S)`` in ``[0, 1]``, over the prepared image) and
         the estimate it explains (the same as :meth:`estimate`'s); see
         :mod:`boneage.inference.explain`.
         """
-        ex = self.explanation(image, male, default_male=default_male)
+        ex = self.explanation(
+            image,
+            male,
+            labelled_male=labelled_male,
+            default_male=default_male,
+            age_months=age_months,
+        )
         return ex.heatmap, ex.estimate
 
     def explanation(
@@ -164,7 +182,9 @@ class Predictor:
         image: ImageInput,
         male: int | bool | str | None = None,
         *,
+        labelled_male: int | bool | str | None = None,
         default_male: int | bool | str | None = None,
+        age_months: float | str | None = None,
         max_pixels: int | None = None,
     ) -> Explanation:
         """Everything a viewer shows: decoded and prepared image, heatmap, estimate.
@@ -175,7 +195,7 @@ class Predictor:
         from boneage.inference.explain import Explanation, explainer
 
         img, info = load_image(image, max_pixels)
-        est, pre = self._estimate(image, img, info, male, default_male)
+        est, pre = self._estimate(image, img, info, male, labelled_male, default_male, age_months)
         if self._gradcam is None:
             self._gradcam = explainer(self.model)
         maps = self._gradcam.maps(pre[None], np.array([est.male]))
@@ -211,21 +231,49 @@ def _sex(value: int | bool | str | None, what: str) -> int | None:
     return sex
 
 
-def _choose_sex(
-    male: int | bool | str | None, info: DicomInfo | None, default: int | bool | str | None
-) -> tuple[int, list[str]]:
-    """(0 or 1, notes): the caller's sex, else the DICOM's ``PatientSex``, else the default."""
-    given = _sex(male, "sex value")
+def choose_sex(
+    male: int | bool | str | None,
+    labelled: int | bool | str | None,
+    info: DicomInfo | None,
+    default: int | bool | str | None = None,
+) -> tuple[int, str, list[str]]:
+    """(0 or 1, where it came from, notes): the one sex rule of every interface.
+
+    An explicit sex wins, else the labels file's, else the DICOM's ``PatientSex``, else the
+    default; a chosen sex that disagrees with ``PatientSex`` is kept and noted, so that a
+    mix-up of patients or of files is seen, not silently settled either way.
+    """
     found = None if info is None else info.male
-    if given is not None:
+    for value, what, source in (
+        (male, "sex value", "given"),
+        (labelled, "labelled sex", "labels"),
+    ):
+        chosen = _sex(value, what)
+        if chosen is None:
+            continue
         notes = []
-        if found is not None and found != given:
+        if found is not None and found != chosen:
             mf = "MF"
-            notes.append(f"sex given as {mf[1 - given]}, DICOM PatientSex says {mf[1 - found]}")
-        return given, notes
+            notes.append(
+                f"sex {mf[1 - chosen]} ({source}) used; DICOM PatientSex says {mf[1 - found]}"
+            )
+        return chosen, source, notes
     if found is not None:
-        return found, []
+        return found, "DICOM PatientSex", []
     fallback = _sex(default, "default sex value")
     if fallback is None:
         raise NoSexError("no sex for this image (none given, and no DICOM PatientSex M/F)")
-    return fallback, []
+    return fallback, "default", []
+
+
+def _chronological_age(
+    given: float | str | None, info: DicomInfo | None
+) -> tuple[float | None, str]:
+    """The age to compare with: the caller's, else the DICOM's; (None, "") when neither."""
+    age = reference.parse_age_months(given)
+    if age is not None:
+        return age, "given"
+    if info is not None and info.age_months is not None:
+        if 0.0 <= info.age_months <= reference.MAX_AGE_MONTHS:
+            return info.age_months, f"DICOM {info.age_source}"
+    return None, ""

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from boneage.ingest.dicom_age import dicom_age_months
 from boneage.settings import parse_sex
 
 MAGIC = b"DICM"
@@ -86,6 +87,10 @@ class DicomInfo:
     transfer_syntax: str = ""
     window: str = ""
     male: int | None = None
+    age_months: float | None = None
+    """The patient's age at the study (``PatientAge``, else the study or acquisition date
+    minus the birth date; :mod:`boneage.ingest.dicom_age`); never the dates themselves."""
+    age_source: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def manifest_fields(self) -> dict[str, str]:
@@ -199,10 +204,13 @@ def _image(ds: Any, max_pixels: int | None) -> DicomImage:
     raw = ds.pixel_array
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     grey, window = _to_grey8(raw, ds, photometric)
+    age, age_source = dicom_age_months(ds)
     info = DicomInfo(
         **{k.removeprefix("dicom_"): v for k, v in _fields(ds).items()},
         window=window,
         male=parse_sex(str(ds.get("PatientSex") or "")),
+        age_months=age,
+        age_source=age_source,
         notes=notes,
     )
     return DicomImage(np.ascontiguousarray(grey), info)

@@ -194,6 +194,13 @@ class SexTable:
 
     male: dict[str, int] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
+    age_months: dict[str, float] = field(default_factory=dict)
+    """The chronological age per case id, from an optional ``age_months`` column (the
+    patient's age, not a bone age: it is what an estimate is compared with)."""
+
+
+AGE_COLUMN = "age_months"
+"""The optional column of a prediction label file that holds the chronological age."""
 
 
 def read_sexes(paths: list[str | os.PathLike[str]]) -> SexTable:
@@ -203,13 +210,24 @@ def read_sexes(paths: list[str | os.PathLike[str]]) -> SexTable:
     the age column may be empty or missing. Two rows that disagree on a case's sex make it a
     problem (trust neither), as in :func:`read_labels`.
     """
+    from boneage.inference.reference import parse_age_months  # the one age vocabulary
+
     table = SexTable()
     for p in paths:
         path = Path(p)
         header, rows = _csv(path)
         schema = _sex_schema(header, path)
-        for row, _line in rows:
-            _add_sex(table, normalise_id(row.get(schema.id_col) or ""), row.get(schema.sex_col))
+        for row, line in rows:
+            case = normalise_id(row.get(schema.id_col) or "")
+            _add_sex(table, case, row.get(schema.sex_col))
+            if case and (row.get(AGE_COLUMN) or "").strip():
+                try:
+                    age = parse_age_months(row[AGE_COLUMN])
+                except ValueError as e:
+                    table.problems.setdefault(case, f"{path}:{line}: {e}")
+                    continue
+                if age is not None and table.age_months.setdefault(case, age) != age:
+                    table.problems[case] = "conflicting ages in the label files"
     return table
 
 

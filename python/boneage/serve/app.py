@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from boneage.inference.estimate import years_and_months
 from boneage.serve.upload import (
     DEFAULT_MAX_UPLOAD_MB,
     MAX_AGE_MONTHS,
@@ -60,12 +61,6 @@ STATIC = ("index.html", "app.js", "app.css", "docs.html", "docs.js", "favicon.sv
 
 
 # --------------------------------------------------------------------------- the work
-
-
-def years_and_months(months: float) -> dict[str, int]:
-    """``{"years": 10, "months": 3}`` for 123.4: rounded to the month first, as read aloud."""
-    total = max(0, round(months))
-    return {"years": total // 12, "months": total % 12}
 
 
 def _b64png(image: np.ndarray) -> str:
@@ -116,14 +111,28 @@ class Service:
             "uncertainty": bool(meta.uncertainty),
         }
 
-    def analyse(self, data: bytes, male: int, age: float | None) -> dict[str, Any]:
-        """Estimate and explanation for one upload; bad content is an :class:`ApiError`."""
+    def analyse(self, data: bytes, male: int | None, age: float | None) -> dict[str, Any]:
+        """Estimate and explanation for one upload; bad content is an :class:`ApiError`.
+
+        ``male`` None: the DICOM's ``PatientSex`` decides (the one sex rule); a file without
+        one is a 422 naming the missing field. The answer is :meth:`Estimate.to_dict` (the
+        schema ``predict --json`` prints) plus the pictures the page shows."""
+        from boneage.inference import NoSexError
+
         started = time.perf_counter()
         if not data:
             raise ApiError(422, "empty_file", "the uploaded file is empty")
         try:
             with self.lock:
-                ex = self.predictor.explanation(data, male, max_pixels=self.max_pixels)
+                ex = self.predictor.explanation(
+                    data, male, age_months=age, max_pixels=self.max_pixels
+                )
+        except NoSexError:
+            raise ApiError(
+                422,
+                "missing_field",
+                "field 'sex' is required (M or F): the file has no DICOM PatientSex",
+            ) from None
         except (OSError, ValueError) as e:
             message = str(e)
             if "pixel" in message and "limit" in message:
@@ -132,20 +141,10 @@ class Service:
         from boneage.inference.explain import enlarge, overlay
 
         est = ex.estimate
-        x0, y0, x1, y1 = (int(v) for v in est.box)
         h, w = ex.image.shape[:2]
-        months = float(est.months)
         return {
-            "bone_age_months": months,
-            "bone_age": years_and_months(months),
-            "bone_age_years": months / 12.0,
-            "sigma_months": est.sigma_months,
-            "sex": "M" if est.male else "F",
-            "age_months": age,
-            "delta_months": None if age is None else months - age,
-            "crop_box": {"x0": x0, "y0": y0, "x1": x1, "y1": y1},
+            **est.to_dict(),
             "image_size": {"width": int(w), "height": int(h)},
-            "localiser": est.localiser,
             "model": self.model_info(),
             "explanation": {
                 "method": "grad-cam",
@@ -153,8 +152,6 @@ class Service:
                 "baseline_months": ex.baseline_months,
                 "direction": "raised" if ex.direction > 0 else "lowered",
             },
-            "notes": list(getattr(est, "notes", []) or []),
-            "dicom": getattr(est, "dicom", None),
             "heatmap_png": _b64png(overlay(ex.prepared, ex.heatmap)),
             "prepared_png": _b64png(enlarge(ex.prepared)),
             "source_png": _b64png(source_preview(ex.image, est.box)),
@@ -197,13 +194,30 @@ def _response_models() -> dict[str, Any]:
         direction: str = Field(description="whether the highlighted regions raised or lowered it")
 
     class PredictResponse(BaseModel):
+        source: str
+        sex: str
+        sex_source: str = Field(description="given, labels, DICOM PatientSex or default")
         bone_age_months: float
         bone_age: YearsMonths = Field(description="rounded to the month")
         bone_age_years: float
+        interval_90_months: list[float] | None = Field(
+            description="[lo, hi]: where the true bone age lies for 90 % of such films "
+            "(split-conformal, fitted on validation)"
+        )
         sigma_months: float | None = Field(description="uncertainty, when the model has one")
-        sex: str
-        age_months: float | None = Field(description="the chronological age given")
+        age_months: float | None = Field(description="the chronological age used")
+        age_source: str = Field(description="given, or which DICOM attributes gave it")
         delta_months: float | None = Field(description="bone age minus chronological age")
+        sds: float | None = Field(description="delta over the reference SD for age and sex")
+        reference_sd_months: float | None
+        within_normal_range: bool | None = Field(description="|SDS| <= 2")
+        age_within_interval: bool | None = Field(
+            description="the age lies inside the 90 % interval: the delta is within the "
+            "model's error"
+        )
+        reference: str | None
+        orientation: str = Field(description="what was done to bring the film upright")
+        orientation_confidence: float | None
         crop_box: Box = Field(description="in the uploaded image's pixels")
         image_size: Size
         localiser: str
@@ -237,14 +251,19 @@ _FORM_SCHEMA = {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "required": ["file", "sex"],
+                "required": ["file"],
                 "properties": {
                     "file": {
                         "type": "string",
                         "format": "binary",
                         "description": "the radiograph: PNG, JPEG or DICOM",
                     },
-                    "sex": {"type": "string", "enum": ["M", "F"]},
+                    "sex": {
+                        "type": "string",
+                        "enum": ["M", "F"],
+                        "description": "required unless the file is a DICOM with PatientSex; "
+                        "when both are given this one is used and a disagreement is noted",
+                    },
                     "age_months": {
                         "type": "number",
                         "minimum": 0,

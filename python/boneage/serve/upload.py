@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from boneage.inference import reference
+
 __all__ = [
     "DEFAULT_MAX_UPLOAD_MB",
     "FIELD_LIMIT",
@@ -41,8 +43,8 @@ FIELD_LIMIT = 1024
 FORM_OVERHEAD = 64 * 1024
 """Room for the multipart framing and text fields on top of the file itself."""
 
-MAX_AGE_MONTHS = 300.0
-"""Chronological ages above this (25 years) are a typing error, not a child."""
+MAX_AGE_MONTHS = reference.MAX_AGE_MONTHS
+"""Chronological ages above this (20 years) are refused: the SDS reference stops there."""
 
 
 class ApiError(Exception):
@@ -173,14 +175,15 @@ def _too_large(max_upload: int) -> str:
 # --------------------------------------------------------------------------- the fields
 
 
-def parse_api_sex(value: str | None) -> int:
-    """1 for ``M``, 0 for ``F`` (case and spaces ignored); anything else is a 422.
+def parse_api_sex(value: str | None) -> int | None:
+    """1 for ``M``, 0 for ``F`` (case and spaces ignored), None when absent or blank (a
+    DICOM's ``PatientSex`` may then give it); anything else is a 422.
 
     Stricter than :func:`boneage.settings.parse_sex` on purpose: an API contract with two
     values leaves no room for a ``"0"`` that one client means as male.
     """
-    if value is None:
-        raise ApiError(422, "missing_field", "field 'sex' is required: M or F")
+    if value is None or not value.strip():
+        return None
     key = value.strip().upper()
     if key not in ("M", "F"):
         raise ApiError(422, "bad_sex", f"sex must be M or F, got {value[:20]!r}")

@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from boneage.inference import SHIPPED, LoadedModel
+from boneage.inference import SHIPPED, LoadedModel, interval
+from boneage.inference.model import SHIPPED_PATTERN
 from boneage.runs import RunDir
 
 MAX_BYTES = 30 * 2**20
@@ -271,7 +272,10 @@ def ship(
         runs = _unpack_ensembles(runs, Path(scratch))
         prepared = [prepare(r, data, split, candidates, train_split) for r in runs]
     if len(prepared) == 1 and _half_storage([prepared[0].model]) is False and not calibrate:
-        return _write(prepared[0].model, prepared[0].meta)  # fits as it is: nothing to choose
+        only = prepared[0]  # fits as it is: nothing to choose
+        tta = only.meta.tta
+        only.meta.extra["interval"] = interval.fit(only.truth, only.preds[tta]).to_dict()
+        return _write(only.model, only.meta)
     if len(prepared) > 6:
         raise ValueError(f"{len(prepared)} runs: at most 6 (every subset is scored)")
     _ensemble_meta([p.meta for p in prepared], runs)  # refuse unfit members before scoring
@@ -327,6 +331,13 @@ def ship(
         if line["used"]:
             model = calibration.calibrated(model, line["slope"], line["intercept"])
             promised = line["mae_in_sample"]
+    # The 90 % interval, fitted on the same validation predictions the model ships with (the
+    # line, when used, included: its two parameters barely touch the errors' quantiles).
+    final = np.mean([prepared[i].preds[tta] for i in chosen], axis=0)
+    line_used = meta.extra["choices_on_validation"].get("calibration", {})
+    if line_used.get("used"):
+        final = line_used["slope"] * final + line_used["intercept"]
+    meta.extra["interval"] = interval.fit(truth, final).to_dict()
     if not half and model is prepared[chosen[0]].model:
         return _write(model, meta)  # its cached predictions are this very model's
     if half:
@@ -357,7 +368,7 @@ def _write(model: Any, meta: Any, half: bool = False) -> dict[str, Any]:
     if size > MAX_BYTES:
         tmp.unlink()
         raise ValueError(f"{target.name} is {size / 2**20:.1f} MiB, over the 30 MiB limit")
-    for old in SHIPPED.glob("*.keras"):
+    for old in SHIPPED.glob(SHIPPED_PATTERN):
         if old != tmp:
             old.unlink()
     tmp.replace(target)

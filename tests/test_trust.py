@@ -1,0 +1,101 @@
+"""The trustworthy estimate (issue 32): the 90 % interval, the sex rule, the age and SDS, and
+one result schema for every interface."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from boneage.inference.interval import MIN_PER_BAND, Interval, conformal_quantile, fit
+from boneage.inference.predictor import NoSexError, choose_sex
+from boneage.inference.reference import sd_months
+from boneage.ingest.dicom import DicomInfo
+from shared_data import rsna_dir
+
+
+def test_conformal_quantile_covers_the_stated_share():
+    rng = np.random.default_rng(0)
+    calib = rng.normal(0, 10, 2000)
+    h = conformal_quantile(calib, 0.9)
+    fresh = rng.normal(0, 10, 20000)
+    assert 0.88 < np.mean(np.abs(fresh) <= h) < 0.92
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.floats(2.0, 30.0))
+def test_fitted_bands_cover_new_cases_about_90_percent(seed, scale):
+    rng = np.random.default_rng(seed)
+    truth = rng.uniform(0, 228, 3000)
+    est = truth + rng.normal(0, scale, truth.shape) * (1 + truth / 228)  # wider when older
+    iv = fit(truth[:1500], est[:1500])
+    covered = iv.covers(truth[1500:], est[1500:]).mean()
+    assert 0.86 < covered < 0.94
+    assert Interval.from_dict(json.loads(json.dumps(iv.to_dict()))) == Interval(
+        iv.edges, tuple(round(h, 4) for h in iv.half_widths), iv.level, iv.n
+    )
+
+
+def test_small_bands_are_merged_and_the_interval_never_goes_below_zero():
+    truth = np.linspace(100, 200, 200)
+    est = truth + np.tile([-5.0, 5.0], 100)
+    iv = fit(truth, est)  # nothing under 60 months: that band is merged away
+    assert len(iv.half_widths) == len(iv.edges) + 1
+    assert all(h == pytest.approx(5.0) for h in iv.half_widths)
+    assert iv.around(2.0)[0] == 0.0
+    with pytest.raises(ValueError, match="at least"):
+        fit(truth[: MIN_PER_BAND - 1], est[: MIN_PER_BAND - 1])
+
+
+def test_one_sex_rule_explicit_then_labels_then_dicom():
+    dicom_f = DicomInfo(male=0)
+    assert choose_sex("M", None, dicom_f)[:2] == (1, "given")
+    assert "PatientSex says F" in choose_sex("M", None, dicom_f)[2][0]
+    assert choose_sex(None, 1, dicom_f)[:2] == (1, "labels")
+    assert choose_sex("F", 1, None) == (0, "given", [])
+    assert choose_sex(None, None, dicom_f) == (0, "DICOM PatientSex", [])
+    assert choose_sex(None, None, None, "M") == (1, "default", [])
+    with pytest.raises(NoSexError):
+        choose_sex(None, None, DicomInfo())
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from boneage.inference import Predictor
+
+    return Predictor()
+
+
+@pytest.mark.skipif(not rsna_dir("test299").is_dir(), reason="real RSNA data not found")
+def test_an_estimate_carries_its_interval_age_and_sds(predictor):
+    film = sorted(rsna_dir("test299").glob("*.png"))[0]
+    est = predictor.estimate(film, "F", age_months=100)
+    lo, hi = est.interval_90_months
+    assert lo < est.bone_age_months < hi
+    assert est.age is not None
+    assert est.age.delta_months == pytest.approx(est.bone_age_months - 100)
+    assert est.age.sds == pytest.approx(est.age.delta_months / sd_months(100, False))
+    assert est.age.within_interval == (lo <= 100 <= hi)
+    d = est.to_dict()
+    assert d["sex_source"] == "given" and d["age_source"] == "given"
+    assert json.loads(json.dumps(d)) == d  # JSON-safe as it is
+    plain = predictor.estimate(film, "F").to_dict()
+    assert plain["age_months"] is None and plain["sds"] is None
+    assert plain["bone_age_months"] == d["bone_age_months"]
+
+
+@pytest.mark.skipif(not rsna_dir("test299").is_dir(), reason="real RSNA data not found")
+def test_predict_json_is_the_estimate_schema(tmp_path, capsys):
+    from boneage.predict import main
+
+    film = sorted(rsna_dir("test299").glob("*.png"))[0]
+    assert main([str(film), "--sex", "M", "--age-months", "120", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)[0]
+    for key in ("bone_age_months", "interval_90_months", "delta_months", "sds",
+                "within_normal_range", "reference", "orientation"):  # fmt: skip
+        assert key in out
+    assert out["age_months"] == 120
+    assert main([str(film), "--sex", "M", "--age-months", "999"]) == 2  # refused up front
