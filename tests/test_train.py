@@ -394,3 +394,14 @@ def test_noise_flag_refuses_what_it_cannot_do(argv, why, capsys):
         main(argv)
     assert e.value.code == 2
     assert why in capsys.readouterr().err
+
+
+def test_the_run_folder_names_the_model_only_when_asked(tmp_path, monkeypatch):
+    """README promises ``runs/<time>-run/`` for a plain ``python -m boneage.train`` (CI reads
+    it there); a model the user named goes into the name."""
+    from boneage.training.plan import Request, plan
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BONEAGE_DATA", raising=False)
+    assert Path(plan(Request()).out).name.endswith("-run")
+    assert Path(plan(Request(model="densenet121")).out).name.endswith("-densenet121")

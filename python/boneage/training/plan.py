@@ -65,7 +65,8 @@ def plan(request: Request) -> TrainConfig:
         or init_model_name(request.init_from, request.init_member)
         or (DEMO_MODEL if demo else PAPER_MODEL)
     )
-    out = Path(request.out) if request.out else default_out(model)
+    # The folder names the model only when the user named it (README: runs/<time>-run).
+    out = Path(request.out) if request.out else default_out(request.model)
     preprocessing = dict(request.preprocessing)
     if demo:
         preprocessing.setdefault("image_size", DEMO_IMAGE_SIZE)
@@ -93,7 +94,7 @@ def plan(request: Request) -> TrainConfig:
 
 
 def default_out(model: str | None) -> Path:
-    """``runs/<start time>-<model>``: a new folder per launch, sorted by time."""
+    """``runs/<start time>-<model asked for, else run>``: a new folder per launch, by time."""
     return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{model or 'run'}"
 
 
