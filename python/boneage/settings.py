@@ -24,6 +24,7 @@ files from before this setting used).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -39,6 +40,56 @@ SETTINGS_FILE = "preprocessing.json"
 MALE_VALUES = frozenset({"true", "t", "1", "m", "male", "yes", "y"})
 FEMALE_VALUES = frozenset({"false", "f", "0", "female", "no", "n"})
 """How label files, the command line and DICOM ``PatientSex`` spell sex (lower-cased)."""
+
+
+MAX_AGE_MONTHS = 240.0
+"""The highest age accepted (20 years), chronological or bone age in a label: past it the
+atlas, the model and a bone age all stop meaning anything (the hand is mature)."""
+
+
+def check_age_months(age: float, shown: object) -> float:
+    """``age`` if it is a usable chronological age, else a ValueError that quotes ``shown``."""
+    if not math.isfinite(age):
+        raise ValueError(f"age_months {shown!r} is not a finite number of months")
+    if age < 0:
+        raise ValueError(f"age_months {shown!r} is negative; an age is 0 months or more")
+    if age > MAX_AGE_MONTHS:
+        raise ValueError(
+            f"age_months {shown!r} is above {MAX_AGE_MONTHS:g} months "
+            f"({MAX_AGE_MONTHS / 12:g} years), beyond the reference and the model"
+        )
+    return age
+
+
+def parse_age_months(value: str | float | None) -> float | None:
+    """A chronological age in months from a labels-CSV cell or a command-line value.
+
+    ``None`` and an empty (or blank) string mean "no age given" and give ``None``: a labels
+    CSV may lack the age of some films. A number, or a string holding one, is returned as a
+    float when finite and within 0..:data:`MAX_AGE_MONTHS`. Anything else raises
+    ``ValueError`` naming the value: a NaN, a negative or a too-large age, text that is not a
+    number, a bool. A typed age that cannot be used is an error, never a silent "no age",
+    because the SDS would then be missing without anyone knowing why. (A CSV reader that maps
+    empty cells to NaN, as pandas does, should pass the cell's text instead.)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"age_months {value!r} is a yes/no value, not a number of months")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            age = float(text)
+        except ValueError:
+            raise ValueError(f"age_months {value!r} is not a number of months") from None
+    else:
+        try:
+            age = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"age_months {value!r} is not a number of months") from None
+    return check_age_months(age, value)
 
 
 def parse_sex(value: str | int | bool | None) -> int | None:

@@ -42,10 +42,7 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass
 
-MAX_AGE_MONTHS = 240.0
-"""The highest chronological age accepted (20 years), the range of the project's labels
-(:data:`boneage.ingest.labels.MAX_AGE_MONTHS`): past it the atlas, the model and a bone age
-all stop meaning anything (the hand is mature)."""
+from boneage.settings import MAX_AGE_MONTHS, check_age_months, parse_age_months
 
 NORMAL_LIMIT_SDS = 2.0
 """``|SDS| <= 2`` is the normal range clinicians use for bone age (about 95 % of healthy
@@ -105,20 +102,6 @@ def _table(male: bool) -> tuple[tuple[float, float], ...]:
     return BOYS_SD_MONTHS if male else GIRLS_SD_MONTHS
 
 
-def _check_age(age: float, shown: object) -> float:
-    """``age`` if it is a usable chronological age, else a ValueError that quotes ``shown``."""
-    if not math.isfinite(age):
-        raise ValueError(f"age_months {shown!r} is not a finite number of months")
-    if age < 0:
-        raise ValueError(f"age_months {shown!r} is negative; an age is 0 months or more")
-    if age > MAX_AGE_MONTHS:
-        raise ValueError(
-            f"age_months {shown!r} is above {MAX_AGE_MONTHS:g} months "
-            f"({MAX_AGE_MONTHS / 12:g} years), beyond the reference and the model"
-        )
-    return age
-
-
 def sd_months(age_months: float, male: bool) -> float:
     """The standard deviation of bone age, in months, at ``age_months`` for this sex.
 
@@ -127,7 +110,7 @@ def sd_months(age_months: float, male: bool) -> float:
     module docstring for why). Raises ``ValueError`` unless ``age_months`` is finite and
     within 0..:data:`MAX_AGE_MONTHS`.
     """
-    age = _check_age(float(age_months), age_months)
+    age = check_age_months(float(age_months), age_months)
     table = _table(male)
     if age <= table[0][0]:
         return table[0][1]
@@ -186,7 +169,7 @@ def compare(
     bone = float(bone_age_months)
     if not math.isfinite(bone):
         raise ValueError(f"bone age {bone_age_months!r} is not a finite number of months")
-    age = _check_age(float(age_months), age_months)
+    age = check_age_months(float(age_months), age_months)
     sd = sd_months(age, male)
     delta = bone - age
     sds = delta / sd
@@ -202,37 +185,6 @@ def compare(
         within_normal_range=abs(sds) <= NORMAL_LIMIT_SDS + _TOLERANCE,
         within_interval=within,
     )
-
-
-def parse_age_months(value: str | float | None) -> float | None:
-    """A chronological age in months from a labels-CSV cell or a command-line value.
-
-    ``None`` and an empty (or blank) string mean "no age given" and give ``None``: a labels
-    CSV may lack the age of some films. A number, or a string holding one, is returned as a
-    float when finite and within 0..:data:`MAX_AGE_MONTHS`. Anything else raises
-    ``ValueError`` naming the value: a NaN, a negative or a too-large age, text that is not a
-    number, a bool. A typed age that cannot be used is an error, never a silent "no age",
-    because the SDS would then be missing without anyone knowing why. (A CSV reader that maps
-    empty cells to NaN, as pandas does, should pass the cell's text instead.)
-    """
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ValueError(f"age_months {value!r} is a yes/no value, not a number of months")
-    if isinstance(value, str):
-        text = value.strip()
-        if not text:
-            return None
-        try:
-            age = float(text)
-        except ValueError:
-            raise ValueError(f"age_months {value!r} is not a number of months") from None
-    else:
-        try:
-            age = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"age_months {value!r} is not a number of months") from None
-    return _check_age(age, value)
 
 
 __all__ = [

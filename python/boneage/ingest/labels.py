@@ -29,12 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from boneage.ingest.sources import read_regular
-from boneage.settings import parse_sex
+from boneage.settings import MAX_AGE_MONTHS, parse_age_months, parse_sex
 
 MAX_LABEL_BYTES = 256 << 20
 """A label CSV above this is refused (the RSNA ones are well under a megabyte)."""
-MAX_AGE_MONTHS = 240.0
-"""Bone ages above 20 years are outside every paediatric atlas: treated as a data error."""
 
 
 @dataclass(frozen=True)
@@ -210,8 +208,6 @@ def read_sexes(paths: list[str | os.PathLike[str]]) -> SexTable:
     the age column may be empty or missing. Two rows that disagree on a case's sex make it a
     problem (trust neither), as in :func:`read_labels`.
     """
-    from boneage.inference.reference import parse_age_months  # the one age vocabulary
-
     table = SexTable()
     for p in paths:
         path = Path(p)

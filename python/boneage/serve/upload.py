@@ -16,11 +16,10 @@ from this module and never the reverse.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from boneage.inference import reference
+from boneage.settings import MAX_AGE_MONTHS, parse_age_months
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_MB",
@@ -42,9 +41,6 @@ FIELD_LIMIT = 1024
 
 FORM_OVERHEAD = 64 * 1024
 """Room for the multipart framing and text fields on top of the file itself."""
-
-MAX_AGE_MONTHS = reference.MAX_AGE_MONTHS
-"""Chronological ages above this (20 years) are refused: the SDS reference stops there."""
 
 
 class ApiError(Exception):
@@ -190,16 +186,23 @@ def parse_api_sex(value: str | None) -> int | None:
     return 1 if key == "M" else 0
 
 
+def parse_flag(value: str | None, name: str) -> bool:
+    """An optional yes/no form field: absent, blank, ``false``/``0``/``no`` is False,
+    ``true``/``1``/``yes``/``on`` (a checkbox) is True; anything else is a 422."""
+    key = (value or "").strip().lower()
+    if key in ("", "false", "0", "no", "off"):
+        return False
+    if key in ("true", "1", "yes", "on"):
+        return True
+    shown = (value or "")[:20]
+    raise ApiError(422, f"bad_{name}", f"{name} must be true or false, got {shown!r}")
+
+
 def parse_age(value: str | None) -> float | None:
-    """The optional chronological age in months: blank or absent is None, else 0..300."""
-    if value is None or not value.strip():
-        return None
+    """The optional chronological age in months: blank or absent is None, else a number in
+    0..:data:`MAX_AGE_MONTHS` (:func:`boneage.settings.parse_age_months`, the one rule), or a
+    422 with its reason."""
     try:
-        age = float(value)
-    except ValueError:
-        raise ApiError(
-            422, "bad_age", f"age_months must be a number of months, got {value[:20]!r}"
-        ) from None
-    if not math.isfinite(age) or not 0 <= age <= MAX_AGE_MONTHS:
-        raise ApiError(422, "bad_age", f"age_months must be between 0 and {MAX_AGE_MONTHS:g}")
-    return age
+        return parse_age_months(value)
+    except ValueError as e:
+        raise ApiError(422, "bad_age", str(e)) from None
