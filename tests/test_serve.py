@@ -350,3 +350,25 @@ def test_package_data_ships_the_page():
 
     static = Path(boneage.__file__).parent / "static"
     assert {p.name for p in static.iterdir()} >= {"index.html", "app.js", "app.css", "docs.html"}
+
+
+def test_a_refused_upload_is_a_422_naming_the_reason_unless_forced(client):
+    grey = cv2.imencode(".png", np.full((300, 200), 90, np.uint8))[1].tobytes()
+    r = post(client, grey)
+    assert r.status_code == 422
+    body = r.json()
+    assert body["code"] == "not_a_hand_radiograph"
+    assert body["detail"].startswith("not a hand radiograph (the image is nearly uniform")
+    forced = client.post(
+        "/api/predict",
+        files={"file": ("hand.png", grey, "image/png")},
+        data={"sex": "F", "force": "true"},
+    )
+    assert forced.status_code == 200
+    assert any("input gate refused" in n for n in forced.json()["notes"])
+    bad = client.post(
+        "/api/predict",
+        files={"file": ("hand.png", grey, "image/png")},
+        data={"sex": "F", "force": "maybe"},
+    )
+    assert bad.status_code == 422 and bad.json()["code"] == "bad_force"

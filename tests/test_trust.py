@@ -101,3 +101,96 @@ def test_predict_json_is_the_estimate_schema(tmp_path, capsys):
         assert key in out
     assert out["age_months"] == 120
     assert main([str(film), "--sex", "M", "--age-months", "999"]) == 2  # refused up front
+
+
+# -- the input gate and orientation, wired into every estimate (items 1 and 2) ---------------
+
+
+def _grey_square() -> np.ndarray:
+    return np.full((400, 300), 128, np.uint8)
+
+
+def test_a_grey_square_is_refused_unless_forced(predictor):
+    from boneage.inference import NotAHandRadiograph
+
+    with pytest.raises(NotAHandRadiograph, match=r"^not a hand radiograph \(the image is nearly"):
+        predictor.estimate(_grey_square(), "F")
+    assert issubclass(NotAHandRadiograph, ValueError)  # callers catching ValueError still do
+    forced = predictor.estimate(_grey_square(), "F", force=True)
+    assert any("input gate refused the image" in n for n in forced.notes)
+
+
+@pytest.mark.skipif(not rsna_dir("test299").is_dir(), reason="real RSNA data not found")
+def test_a_rotated_or_mirrored_film_is_turned_upright(predictor):
+    from boneage import _native as native
+
+    film = native.read_gray(sorted(rsna_dir("test299").glob("*.png"))[1])
+    upright = predictor.estimate(film, "M")
+    assert upright.orientation == "upright" and upright.orientation_confidence is not None
+    for turned, words in (
+        (np.rot90(film, 1), "rotated 90° counter-clockwise"),  # numpy turns anticlockwise
+        (film[:, ::-1], "mirrored (right hand)"),
+    ):
+        est = predictor.estimate(np.ascontiguousarray(turned), "M")
+        assert est.orientation == f"turned upright (arrived {words})"
+        assert abs(est.bone_age_months - upright.bone_age_months) < 3.0
+        assert any("turned upright" in n for n in est.notes)
+    off = type(predictor)(predictor.path, orientation=False)
+    assert off.estimate(film, "M").orientation == "as given"
+
+
+@pytest.mark.skipif(not rsna_dir("test299").is_dir(), reason="real RSNA data not found")
+def test_predict_names_the_refused_file_and_estimates_the_others(tmp_path, capsys):
+    import cv2
+
+    from boneage.predict import main
+
+    film = sorted(rsna_dir("test299").glob("*.png"))[0]
+    grey = tmp_path / "grey.png"
+    cv2.imwrite(str(grey), _grey_square())
+    assert main([str(film), str(grey), "--sex", "F", "--csv"]) == 1
+    out, err = capsys.readouterr()
+    assert f"error: {grey}: not a hand radiograph (the image is nearly uniform" in err
+    assert film.name in out and "grey.png" not in out
+    assert main([str(grey), "--sex", "F", "--force", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert "input gate refused" in json.loads(out)[0]["notes"][0]
+
+
+# -- 16-bit files with a narrow range (item 7) ------------------------------------------------
+
+
+def test_only_narrow_16_bit_pngs_are_windowed(tmp_path):
+    import cv2
+
+    from boneage import _native as native
+    from boneage.ingest.dicom import decode, load
+
+    ramp = np.tile(np.arange(0, 4096, 4, dtype=np.uint16), (64, 1))  # 12-bit data
+    path = tmp_path / "twelve.png"
+    cv2.imwrite(str(path), ramp)
+    loaded = load(path)
+    assert loaded.image.dtype == np.uint8 and loaded.image.max() == 255  # not 15
+    assert "12-bit data" in loaded.notes[0] and "read as 12-bit" in loaded.notes[0]
+    assert np.array_equal(decode(path.read_bytes()).image, loaded.image)  # bytes alike
+    full = (ramp.astype(np.uint32) * 16).astype(np.uint16)  # uses the high bits: OpenCV's
+    cv2.imwrite(str(path), full)
+    assert load(path).notes == ()
+    assert np.array_equal(load(path).image, native.read_gray(path))
+    assert np.array_equal(load(path).image, cv2.imread(str(path), cv2.IMREAD_GRAYSCALE))
+
+
+@pytest.mark.skipif(not rsna_dir("train299").is_dir(), reason="real RSNA data not found")
+def test_a_12_bit_export_gets_about_the_8_bit_films_estimate(predictor, tmp_path):
+    import cv2
+
+    from boneage import _native as native
+
+    film_path = sorted(rsna_dir("train299").glob("*.png"))[2]
+    film = native.read_gray(film_path)
+    twelve = tmp_path / "twelve.png"
+    cv2.imwrite(str(twelve), film.astype(np.uint16) * 16)  # 0..4080
+    want = predictor.estimate(film_path, "F")
+    got = predictor.estimate(twelve, "F")
+    assert abs(got.bone_age_months - want.bone_age_months) < 4.0
+    assert any("12-bit data" in n for n in got.notes)

@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", type=int,
                    help="test-time augmentation copies to average (default: the number the "
                         "model file records, 0 if none)")  # fmt: skip
+    p.add_argument("--force", action="store_true",
+                   help="estimate images the input gate refuses as not hand radiographs, "
+                        "with a warning note (the number may mean nothing)")  # fmt: skip
+    p.add_argument("--no-orientation", action="store_true",
+                   help="take every film as given instead of turning it upright (a left "
+                        "hand, fingers up) first")  # fmt: skip
     p.add_argument("--explain", metavar="PNG_OR_FOLDER",
                    help="also draw each estimate's Grad-CAM heatmap over the prepared image: "
                         "a .png file for one image, else a folder (created) that gets "
@@ -97,7 +103,7 @@ def _predict(args: argparse.Namespace) -> int:
         parse_age_months(args.age_months)  # a bad age is a usage error, before any work
     sexes = read_sexes(args.labels)
     explain_to = explain_targets(args.explain, paths) if args.explain else {}
-    predictor = Predictor(args.model, tta=args.tta)
+    predictor = Predictor(args.model, tta=args.tta, orientation=not args.no_orientation)
     results: list[Estimate] = []
     failed = 0
     for path in paths:
@@ -105,9 +111,13 @@ def _predict(args: argparse.Namespace) -> int:
             labelled, labelled_age = _labelled(path, sexes)
             age = args.age_months if args.age_months is not None else labelled_age
             if path in explain_to:
-                est = _explain(predictor, path, given, labelled, age, explain_to[path])
+                est = _explain(
+                    predictor, path, (given, labelled), age, args.force, explain_to[path]
+                )
             else:
-                est = predictor.estimate(path, given, labelled_male=labelled, age_months=age)
+                est = predictor.estimate(
+                    path, given, labelled_male=labelled, age_months=age, force=args.force
+                )
         except NoSexError as e:
             failed += 1
             print(f"error: {path}: {e}; add it to --labels or give --sex", file=sys.stderr)
@@ -153,15 +163,16 @@ def explain_targets(target: str, paths: list[Path]) -> dict[Path, Path]:
 def _explain(
     predictor: Predictor,
     path: Path,
-    sex: int | None,
-    labelled: int | None,
+    sexes: tuple[int | None, int | None],
     age: float | None,
+    force: bool,
     out: Path,
 ) -> Estimate:
     """The estimate, with its heatmap drawn over the prepared image and written to ``out``."""
     from boneage.inference.explain import overlay, png_bytes
 
-    ex = predictor.explanation(path, sex, labelled_male=labelled, age_months=age)
+    sex, labelled = sexes
+    ex = predictor.explanation(path, sex, labelled_male=labelled, age_months=age, force=force)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(png_bytes(overlay(ex.prepared, ex.heatmap)))
     direction = "raised" if ex.direction > 0 else "lowered"

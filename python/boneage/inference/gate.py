@@ -583,6 +583,35 @@ def fit_gate(
     return gate
 
 
+NONHANDS_PER_KIND = 8
+"""Non-hand images of each kind made to measure a shipped gate's false accepts."""
+
+
+def fit_for_model(
+    loaded: Any,
+    val_images: np.ndarray,
+    val_male: np.ndarray,
+    max_false_reject: float = 0.01,
+    seed: int = 0,
+) -> Gate:
+    """The gate for a model about to ship: fitted on its validation split's prepared images
+    (``(N, S, S)`` uint8 as the shards hold them), with the share of the ``fit`` part of
+    :mod:`boneage.inference.nonhands` it lets through recorded. The ``test`` part stays
+    unseen for ``benches/gate_errors.py``."""
+    from boneage.inference.nonhands import generate
+    from boneage.ingest.preparation import prepare
+
+    val = features(loaded, val_images, val_male)
+    films = [np.asarray(im) for im in val_images[:NONHANDS_PER_KIND]]
+    kept = [x.image for x in generate("fit", NONHANDS_PER_KIND, seed, films)]
+    kept = [im for im in kept if check_statistics(im).ok]
+    nonhand = None
+    if kept:
+        pre = np.stack([prepare(im, loaded.preprocessing)[0] for im in kept])
+        nonhand = features(loaded, pre, (np.arange(len(pre)) % 2).astype(np.float32))
+    return fit_gate(val, nonhand, max_false_reject, blocks=feature_blocks(loaded), seed=seed)
+
+
 def _conformal(scores: np.ndarray, level: float) -> float:
     """The ``ceil((n + 1) level)``-th smallest score (split-conformal): a new exchangeable
     film scores above it with probability at most ``1 - level``."""

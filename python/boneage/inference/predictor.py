@@ -10,28 +10,39 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from boneage.inference import reference
 from boneage.inference.estimate import Estimate
+from boneage.inference.gate import Gate, NotAHandRadiograph, Verdict, check_statistics
 from boneage.inference.interval import Interval
 from boneage.inference.model import LoadedModel
 from boneage.ingest import hands
-from boneage.ingest.dicom import DicomInfo, load_image
+from boneage.ingest.dicom import DicomInfo, Loaded, load
 from boneage.ingest.preparation import prepare
 from boneage.modelio import ModelMeta
 from boneage.settings import parse_sex
 
 if TYPE_CHECKING:
     from boneage.inference.explain import Explanation
+    from boneage.inference.orientation import Orientation
 
-__all__ = ["Estimate", "ImageInput", "NoSexError", "Predictor"]
+__all__ = ["Estimate", "ImageInput", "NoSexError", "NotAHandRadiograph", "Predictor"]
 
 ImageInput = str | os.PathLike[str] | bytes | np.ndarray
 """What an estimate starts from: a file path, the encoded bytes of a PNG, JPEG or DICOM file
 (an upload), or a decoded array."""
+
+
+class _Made(NamedTuple):
+    """What one estimate was made from: the film turned upright (in whose pixels the
+    estimate's box lies) and the model's prepared input."""
+
+    estimate: Estimate
+    upright: np.ndarray
+    prepared: np.ndarray
 
 
 class NoSexError(ValueError):
@@ -46,12 +57,28 @@ class Predictor:
 
     ``tta``: test-time augmentation copies averaged with the plain prediction; ``None`` takes
     the number recorded in the model file (chosen on validation data when it was shipped).
+    ``orientation``: turn each film upright (a left hand, fingers up) before the estimate with
+    the shipped orientation classifier (True), with the classifier file given, or not at all
+    (False: films are taken as given, for data known to be upright).
+
+    Every estimate passes the input gate first (:mod:`boneage.inference.gate`): the image
+    statistics, then, when the model file carries a gate fitted on validation, the distance
+    of the model's features from validation films. A refused image raises
+    :class:`NotAHandRadiograph` unless ``force=True``, which estimates it with a note.
     """
 
     def __init__(
-        self, model_path: str | os.PathLike[str] | None = None, tta: int | None = None
+        self,
+        model_path: str | os.PathLike[str] | None = None,
+        tta: int | None = None,
+        orientation: bool | str | os.PathLike[str] = True,
     ) -> None:
         self.loaded = LoadedModel.open(model_path, tta)
+        fitted = self.meta.extra.get("gate")
+        self.gate: Gate | None = Gate.from_dict(fitted) if fitted else None
+        """The input gate fitted for this model when it was shipped (None: statistics only)."""
+        self._orientation = orientation
+        self._orienter: Any = None  # OrientationDetector, on first use
         self._detector: Any = None
         self._gradcam: Any = None  # boneage.inference.explain.explainer(model), on first use
 
@@ -74,15 +101,21 @@ class Predictor:
         return self.loaded.tta
 
     def prepare(self, image: ImageInput) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
-        """Decode and prepare the image as the model's training images were (its mode)."""
-        return self._prepare(load_image(image)[0])
+        """Decode the image, turn it upright and prepare it as the model's training images
+        were (its mode): the input :meth:`estimate` gives the model, without the gate."""
+        return self._prepare(self._upright(_grey(load(image).image))[0])
+
+    def _upright(self, img: np.ndarray) -> tuple[np.ndarray, Orientation | None]:
+        """The film turned upright, and what was found (None when orientation is off)."""
+        orienter = self._orienter_or_none()
+        if orienter is None:
+            return img, None
+        upright, found = orienter.normalise(img)
+        return upright, found
 
     def _prepare(self, img: np.ndarray) -> tuple[np.ndarray, str, tuple[int, int, int, int]]:
         pp = self.meta.preprocessing
-        if img.ndim == 3:
-            import cv2
-
-            img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+        img = _grey(img)
         if pp.mode == "crop" and pp.localiser in ("mediapipe", "auto") and self._detector is None:
             self._detector = hands.MediaPipeHands()
         return prepare(img, pp, detector=self._detector)
@@ -95,6 +128,7 @@ class Predictor:
         labelled_male: int | bool | str | None = None,
         default_male: int | bool | str | None = None,
         age_months: float | str | None = None,
+        force: bool = False,
     ) -> Estimate:
         """The estimate for one image.
 
@@ -106,26 +140,46 @@ class Predictor:
         one the estimate carries the delta, the SDS and the normal range.
 
         A DICOM is recognised by its content, whether ``image`` is a path or the bytes of
-        an upload, and decoded to the grey image its PNG would give.
+        an upload, and decoded to the grey image its PNG would give. The film is turned
+        upright first (``orientation`` of the constructor) and must pass the input gate:
+        :class:`NotAHandRadiograph` (a ``ValueError``) says why not, unless ``force``.
         """
-        img, info = load_image(image)
-        return self._estimate(image, img, info, male, labelled_male, default_male, age_months)[0]
+        sexes = (male, labelled_male, default_male)
+        return self._estimate(image, load(image), sexes, age_months, force).estimate
 
     def _estimate(
         self,
         image: ImageInput,
-        img: np.ndarray,
-        info: DicomInfo | None,
-        male: int | bool | str | None,
-        labelled_male: int | bool | str | None,
-        default_male: int | bool | str | None,
+        loaded: Loaded,
+        sexes: tuple[int | bool | str | None, int | bool | str | None, int | bool | str | None],
         age_months: float | str | None,
-    ) -> tuple[Estimate, np.ndarray]:
-        """The estimate for a decoded image, and the prepared image it was made from."""
-        sex, sex_source, notes = choose_sex(male, labelled_male, info, default_male)
+        force: bool,
+    ) -> _Made:
+        """The estimate for a decoded image, with the upright and the prepared image."""
+        given, labelled, default = sexes
+        info = loaded.info
+        sex, sex_source, notes = choose_sex(given, labelled, info, default)
         notes += list(info.notes) if info is not None else []
+        notes += list(loaded.notes)
+        img = _grey(loaded.image)
+        stats = self.gate.check_statistics(img) if self.gate else check_statistics(img)
+        self._admit(stats, force, notes)
+        orientation, confidence = "as given", None
+        img, found = self._upright(img)
+        if found is not None:
+            orientation = found.found.description
+            if found.corrected:
+                orientation = f"turned upright (arrived {found.found.description})"
+            confidence = round(float(found.confidence), 4)
+            notes += [found.note] if found.note else []
         pre, loc, box = self._prepare(img)
-        mean, sigma = self.loaded.predict(pre[None], np.array([sex], np.float32))
+        sex_row = np.array([sex], np.float32)
+        if self.gate is not None:
+            from boneage.inference.gate import features
+
+            row = features(self.loaded, pre[None], sex_row)
+            self._admit(self.gate.check(img, row), force, notes)
+        mean, sigma = self.loaded.predict(pre[None], sex_row)
         months = float(mean[0])
         band = self.interval
         interval_90 = None if band is None else band.around(months)
@@ -141,13 +195,38 @@ class Predictor:
             localiser=loc,
             box=tuple(int(v) for v in box),  # type: ignore[arg-type]
             interval_90_months=interval_90,
+            orientation=orientation,
+            orientation_confidence=confidence,
             sex_source=sex_source,
             age=comparison,
             age_source=age_source,
             notes=notes,
             dicom=None if info is None else info.manifest_fields(),
         )
-        return estimate, pre
+        return _Made(estimate, img, pre)
+
+    @staticmethod
+    def _admit(verdict: Verdict, force: bool, notes: list[str]) -> None:
+        """Raises for a refused image, or (``force``) lets it through with a note."""
+        if verdict.ok:
+            return
+        if not force:
+            verdict.raise_if_refused()
+        notes.append(
+            f"estimated although the input gate refused the image ({verdict.reason}): "
+            "the number may mean nothing"
+        )
+
+    def _orienter_or_none(self) -> Any:
+        """The orientation classifier (loaded on first use), or None when turned off."""
+        if self._orientation is False:
+            return None
+        if self._orienter is None:
+            from boneage.inference.orientation import OrientationDetector
+
+            path = None if self._orientation is True else self._orientation
+            self._orienter = OrientationDetector.open(path)
+        return self._orienter
 
     @property
     def interval(self) -> Interval | None:
@@ -163,6 +242,7 @@ class Predictor:
         labelled_male: int | bool | str | None = None,
         default_male: int | bool | str | None = None,
         age_months: float | str | None = None,
+        force: bool = False,
     ) -> tuple[np.ndarray, Estimate]:
         """A Grad-CAM heatmap (float32 ``(S, S)`` in ``[0, 1]``, over the prepared image) and
         the estimate it explains (the same as :meth:`estimate`'s); see
@@ -174,6 +254,7 @@ class Predictor:
             labelled_male=labelled_male,
             default_male=default_male,
             age_months=age_months,
+            force=force,
         )
         return ex.heatmap, ex.estimate
 
@@ -186,6 +267,7 @@ class Predictor:
         default_male: int | bool | str | None = None,
         age_months: float | str | None = None,
         max_pixels: int | None = None,
+        force: bool = False,
     ) -> Explanation:
         """Everything a viewer shows: decoded and prepared image, heatmap, estimate.
 
@@ -194,13 +276,14 @@ class Predictor:
         """
         from boneage.inference.explain import Explanation, explainer
 
-        img, info = load_image(image, max_pixels)
-        est, pre = self._estimate(image, img, info, male, labelled_male, default_male, age_months)
+        sexes = (male, labelled_male, default_male)
+        made = self._estimate(image, load(image, max_pixels), sexes, age_months, force)
+        est, pre = made.estimate, made.prepared
         if self._gradcam is None:
             self._gradcam = explainer(self.model)
         maps = self._gradcam.maps(pre[None], np.array([est.male]))
         return Explanation(
-            image=img,
+            image=made.upright,
             prepared=pre,
             heatmap=maps.heat[0],
             estimate=est,
@@ -212,6 +295,15 @@ class Predictor:
     def predict(self, image: ImageInput, male: int | bool | str | None = None) -> float:
         """Bone age in months."""
         return self.estimate(image, male).months
+
+
+def _grey(img: np.ndarray) -> np.ndarray:
+    """A colour image (a photo of a film) as grey, as the training films were."""
+    if img.ndim != 3:
+        return img
+    import cv2
+
+    return np.asarray(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
 
 
 def _source(image: ImageInput) -> str:

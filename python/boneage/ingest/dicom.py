@@ -28,7 +28,7 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -279,18 +279,18 @@ def _monochrome(raw: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:
     if _has_voi_lut(ds):
         lut = np.asarray(apply_voi_lut(values, ds), np.float64)
         lo, hi = _lut_range(ds)
-        return _scale(lut, lo, hi), "VOI LUT"
+        return scale_to_8bit(lut, lo, hi), "VOI LUT"
     if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
         windowed = np.asarray(apply_voi_lut(values, ds, prefer_lut=False), np.float64)
         lo, hi = _window_range(values, ds)
-        return _scale(windowed, lo, hi), _window_text(ds)
+        return scale_to_8bit(windowed, lo, hi), _window_text(ds)
     if _already_8bit(raw, values, ds):
         return raw.astype(np.uint8), "none (8-bit)"
     lo, hi = np.percentile(values, ROBUST_PERCENTILES)
     if hi <= lo:
         lo, hi = float(np.min(values)), float(np.max(values))
     p0, p1 = ROBUST_PERCENTILES
-    return _scale(np.asarray(values, np.float64), lo, hi), f"robust {p0:g}-{p1:g}%"
+    return scale_to_8bit(np.asarray(values, np.float64), lo, hi), f"robust {p0:g}-{p1:g}%"
 
 
 def _has_voi_lut(ds: Any) -> bool:
@@ -337,7 +337,7 @@ def _already_8bit(raw: np.ndarray, values: np.ndarray, ds: Any) -> bool:
     )
 
 
-def _scale(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def scale_to_8bit(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """``lo..hi`` linearly to 0..255, rounded (a 1e-13 error must not drop a grey level)."""
     if hi == lo:
         return np.zeros(values.shape, np.uint8)
@@ -395,45 +395,81 @@ def _describe(e: BaseException) -> str:
 # -- one entry point for every input ------------------------------------------------------
 
 
-def decode_image(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray, DicomInfo | None]:
-    """Encoded bytes (PNG, JPEG or DICOM) -> uint8 grey and, for DICOM, its header facts.
+class Loaded(NamedTuple):
+    """A decoded input: the grey (or colour) image, the DICOM's facts (None for other
+    files) and notes on how the pixels were obtained (a narrow 16-bit PNG windowed)."""
 
-    PNG and JPEG go to the native decoder exactly as before; DICOM is recognised by its
-    content, not its name.
+    image: np.ndarray
+    info: DicomInfo | None
+    notes: tuple[str, ...] = ()
+
+
+def decode(data: bytes, max_pixels: int | None = None) -> Loaded:
+    """Encoded bytes (PNG, JPEG or DICOM) -> the image, its DICOM facts and notes.
+
+    PNG and JPEG go to the native decoder (OpenCV's answer); a 16-bit grey PNG that uses few
+    of its bits is then windowed to its used range (:mod:`boneage.ingest.narrow16`). DICOM
+    is recognised by its content, not its name.
     """
     from boneage import _native as native
+    from boneage.ingest.narrow16 import is_sixteen_bit_grey_png, window_narrow
 
     # One pixel limit for every format: the native decoder's default unless the caller says.
     limit = native.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
     if is_dicom(data):
         image = read_dicom(data, limit)
-        return image.pixels, image.info
-    return native.decode_gray(data, limit), None
+        return Loaded(image.pixels, image.info)
+    grey = native.decode_gray(data, limit)  # checks the limits before any other decoding
+    widened = window_narrow(data) if is_sixteen_bit_grey_png(data[:26]) else None
+    if widened is not None:
+        return Loaded(widened[0], None, (widened[1],))
+    return Loaded(grey, None)
+
+
+def decode_image(data: bytes, max_pixels: int | None = None) -> tuple[np.ndarray, DicomInfo | None]:
+    """:func:`decode` without the notes."""
+    loaded = decode(data, max_pixels)
+    return loaded.image, loaded.info
+
+
+def load(
+    image: str | os.PathLike[str] | bytes | np.ndarray, max_pixels: int | None = None
+) -> Loaded:
+    """A path, encoded bytes or an array -> :class:`Loaded`.
+
+    Paths to PNG/JPEG keep the native file reader (its messages name the file); a path whose
+    content starts like DICOM, or a 16-bit grey PNG, is read (bounded) and decoded here.
+    """
+    from boneage import _native as native
+    from boneage.ingest.narrow16 import is_sixteen_bit_grey_png
+    from boneage.ingest.sources import read_regular
+
+    if isinstance(image, np.ndarray):
+        return Loaded(image, None)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return decode(bytes(image), max_pixels)
+    if file_is_dicom(image):
+        try:
+            return decode(read_regular(image), max_pixels)
+        except DicomError as e:
+            raise DicomError(f"{image}: {e}", e.fields) from None
+    if max_pixels is None:
+        grey = native.read_gray(image)
+    else:
+        grey = native.read_gray(image, max_pixels)
+    with open(image, "rb") as f:
+        head = f.read(26)
+    if is_sixteen_bit_grey_png(head):
+        return decode(read_regular(image), max_pixels)
+    return Loaded(grey, None)
 
 
 def load_image(
     image: str | os.PathLike[str] | bytes | np.ndarray, max_pixels: int | None = None
 ) -> tuple[np.ndarray, DicomInfo | None]:
-    """A path, encoded bytes or an array -> (grey or colour array, DICOM facts or None).
-
-    Paths to PNG/JPEG keep the native file reader (its messages name the file); a path whose
-    content starts like DICOM is read (bounded) and decoded here.
-    """
-    from boneage import _native as native
-    from boneage.ingest.sources import read_regular
-
-    if isinstance(image, np.ndarray):
-        return image, None
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        return decode_image(bytes(image), max_pixels)
-    if file_is_dicom(image):
-        try:
-            return decode_image(read_regular(image), max_pixels)
-        except DicomError as e:
-            raise DicomError(f"{image}: {e}", e.fields) from None
-    if max_pixels is None:
-        return native.read_gray(image), None
-    return native.read_gray(image, max_pixels), None
+    """:func:`load` without the notes: (grey or colour array, DICOM facts or None)."""
+    loaded = load(image, max_pixels)
+    return loaded.image, loaded.info
 
 
 def png_bytes(grey: np.ndarray) -> bytes:

@@ -29,12 +29,14 @@ from typing import Any
 import numpy as np
 
 from boneage.inference.estimate import years_and_months
+from boneage.inference.reference import REFERENCE
 from boneage.serve.upload import (
     DEFAULT_MAX_UPLOAD_MB,
     MAX_AGE_MONTHS,
     ApiError,
     parse_age,
     parse_api_sex,
+    parse_flag,
     read_form,
 )
 
@@ -99,7 +101,8 @@ class Service:
         """One explanation of a blank image: traces the graphs before the first request."""
         side = int(self.predictor.meta.preprocessing.image_size)
         with self.lock:
-            self.predictor.explanation(np.full((side, side), 128, np.uint8), 0)
+            # A blank square is no film: forced past the gate, the graphs are what counts.
+            self.predictor.explanation(np.full((side, side), 128, np.uint8), 0, force=True)
 
     def model_info(self) -> dict[str, Any]:
         meta = self.predictor.meta
@@ -109,15 +112,25 @@ class Service:
             "preprocessing": meta.preprocessing.to_dict(),
             "tta": int(self.predictor.tta),
             "uncertainty": bool(meta.uncertainty),
+            "trained_on": str(meta.extra.get("trained_on") or ""),
+            "validation": meta.extra.get("validation"),
+            "interval_90": meta.extra.get("interval"),
+            "input_gate": self.predictor.gate is not None,
+            "reference": REFERENCE.name,
+            "reference_citation": REFERENCE.citation,
         }
 
-    def analyse(self, data: bytes, male: int | None, age: float | None) -> dict[str, Any]:
+    def analyse(
+        self, data: bytes, male: int | None, age: float | None, force: bool = False
+    ) -> dict[str, Any]:
         """Estimate and explanation for one upload; bad content is an :class:`ApiError`.
 
         ``male`` None: the DICOM's ``PatientSex`` decides (the one sex rule); a file without
         one is a 422 naming the missing field. The answer is :meth:`Estimate.to_dict` (the
-        schema ``predict --json`` prints) plus the pictures the page shows."""
-        from boneage.inference import NoSexError
+        schema ``predict --json`` prints) plus the pictures the page shows. An image the
+        input gate refuses is a 422 ``not_a_hand_radiograph`` with the reason, unless
+        ``force``."""
+        from boneage.inference import NoSexError, NotAHandRadiograph
 
         started = time.perf_counter()
         if not data:
@@ -125,7 +138,7 @@ class Service:
         try:
             with self.lock:
                 ex = self.predictor.explanation(
-                    data, male, age_months=age, max_pixels=self.max_pixels
+                    data, male, age_months=age, max_pixels=self.max_pixels, force=force
                 )
         except NoSexError:
             raise ApiError(
@@ -133,6 +146,8 @@ class Service:
                 "missing_field",
                 "field 'sex' is required (M or F): the file has no DICOM PatientSex",
             ) from None
+        except NotAHandRadiograph as e:
+            raise ApiError(422, "not_a_hand_radiograph", str(e)) from None
         except (OSError, ValueError) as e:
             message = str(e)
             if "pixel" in message and "limit" in message:
@@ -186,6 +201,17 @@ def _response_models() -> dict[str, Any]:
         preprocessing: dict[str, Any]
         tta: int
         uncertainty: bool
+        trained_on: str = Field(description="the data the model learned from")
+        validation: dict[str, Any] | None = Field(
+            description="its error on the validation films (n, mae, bias), overall and by "
+            "band of true age: the limits shown beside each estimate"
+        )
+        interval_90: dict[str, Any] | None = Field(
+            description="the 90 % interval's half-widths by band of estimated age"
+        )
+        input_gate: bool = Field(description="a feature gate was fitted for this model")
+        reference: str
+        reference_citation: str
 
     class ExplanationInfo(BaseModel):
         method: str
@@ -218,7 +244,7 @@ def _response_models() -> dict[str, Any]:
         reference: str | None
         orientation: str = Field(description="what was done to bring the film upright")
         orientation_confidence: float | None
-        crop_box: Box = Field(description="in the uploaded image's pixels")
+        crop_box: Box = Field(description="in the upright film's pixels (as source_png)")
         image_size: Size
         localiser: str
         model: ModelInfo
@@ -269,6 +295,11 @@ _FORM_SCHEMA = {
                         "minimum": 0,
                         "maximum": MAX_AGE_MONTHS,
                         "description": "chronological age in months (optional)",
+                    },
+                    "force": {
+                        "type": "boolean",
+                        "description": "estimate an image the input gate refuses as not a "
+                        "hand radiograph (a note says so); default false",
                     },
                 },
             }
@@ -403,7 +434,8 @@ def create_app(
             raise ApiError(422, "missing_field", "field 'file' is required: the radiograph")
         male = parse_api_sex(form.fields.get("sex"))
         age = parse_age(form.fields.get("age_months"))
+        force = parse_flag(form.fields.get("force"), "force")
         data = form.files.pop("file")
-        return await run_in_threadpool(service.analyse, data, male, age)
+        return await run_in_threadpool(service.analyse, data, male, age, force)
 
     return app

@@ -275,6 +275,8 @@ def ship(
         only = prepared[0]  # fits as it is: nothing to choose
         tta = only.meta.tta
         only.meta.extra["interval"] = interval.fit(only.truth, only.preds[tta]).to_dict()
+        only.meta.extra["validation"] = _by_band(only.truth, only.preds[tta], split)
+        _fit_gate(only.model, only.meta, data, split)
         return _write(only.model, only.meta)
     if len(prepared) > 6:
         raise ValueError(f"{len(prepared)} runs: at most 6 (every subset is scored)")
@@ -338,7 +340,9 @@ def ship(
     if line_used.get("used"):
         final = line_used["slope"] * final + line_used["intercept"]
     meta.extra["interval"] = interval.fit(truth, final).to_dict()
+    meta.extra["validation"] = _by_band(truth, final, split)
     if not half and model is prepared[chosen[0]].model:
+        _fit_gate(model, meta, data, split)
         return _write(model, meta)  # its cached predictions are this very model's
     if half:
         from boneage import modelio
@@ -353,7 +357,39 @@ def ship(
             f"promised {promised:.3f}: not shipped"
         )
     meta.extra["choices_on_validation"]["val_mae_of_shipped_file"] = direct
+    _fit_gate(model, meta, data, split)
     return _write(model, meta, half)
+
+
+def _by_band(truth: np.ndarray, estimate: np.ndarray, split: str) -> dict[str, Any]:
+    """The shipped model's error on ``split``, overall and by band of the true age: the
+    limits a reader is shown beside every estimate (the page's limits statement), carried in
+    the file so that they always describe the model that answers."""
+    from boneage.evaluation.metrics import by_group, regression_metrics
+
+    def brief(m: dict[str, Any]) -> dict[str, Any]:
+        return {k: m[k] for k in ("n", "mae", "bias") if k in m} | (
+            {"months": m["months"]} if "months" in m else {}
+        )
+
+    overall = regression_metrics(truth, estimate)
+    bands = by_group(truth, estimate)["by_age_band"]
+    return {
+        "split": split,
+        **brief(overall),
+        "by_age_band": {label: brief(m) for label, m in bands.items()},
+    }
+
+
+def _fit_gate(model: Any, meta: Any, data: str | Path, split: str) -> None:
+    """Stores the input gate fitted for the model to ship (its weights as they will be
+    written) on ``split`` in ``meta.extra["gate"]``, so that the file brings its own."""
+    from boneage.inference.gate import fit_for_model
+    from boneage.shards.arrays import read_split
+
+    images, male, _, _ = read_split(data, split)
+    fitted = fit_for_model(LoadedModel(model, meta), images, male)
+    meta.extra["gate"] = fitted.to_dict()
 
 
 def _write(model: Any, meta: Any, half: bool = False) -> dict[str, Any]:
