@@ -50,12 +50,14 @@ from shared_data import rsna_dir  # noqa: E402
 SECRETS = ("Zqxsecret", "Fhqwhgads", "ZQXID4242", "19870413", "ZQXACC77")
 """Recognisable identifiers put in every test file: none may appear in any output."""
 
-LOSSY_TOLERANCE_MONTHS = 2.0
+LOSSY_TOLERANCE_MONTHS = 3.0
 """How far a lossy DICOM's estimate (JPEG baseline q95, JPEG 2000 5:1) may move from its
-PNG's. Measured with the model shipped at the time (one resnet_compact) on six test299
-films: at most 1.42 months (q95) and 0.24 (5:1); heavier compression moves it more (q90:
-4.4, JPEG 2000 10:1: 3.0), because CLAHE amplifies the compression noise: a property of lossy
-files, not of the DICOM reading."""
+PNG's. Measured on 16 train299 films: the shipped single 128 px network moves by 0.96 months
+on average and 2.31 at most under q95 (1.10 and 2.51 under 5:1), and by 2.87 on the film this
+test uses; the earlier four-network average moved 0.81 / 1.84 (0.59 / 1.95), averaging its
+members' noise. Heavier compression moves it more, because CLAHE amplifies the compression
+noise: a property of lossy files, not of the DICOM reading, and small beside the 90 %
+interval (about 15 months either side)."""
 
 
 # -- building DICOM files ------------------------------------------------------------------
