@@ -230,10 +230,10 @@ def render(results: list[Estimate], fmt: str) -> str:
 def table(results: list[Estimate]) -> str:
     """A reader's table: bone age in years and months, its 90 % interval, and with an age the
     delta and the SDS ("*" marks a delta inside the model's own interval)."""
-    head = f"{'image':<32} {'sex':>3} {'bone age':>9} {'90% interval':>17}"
+    head = f"{'image':<32} {'sex':>3} {'bone age':>9} {'90% interval':>21}"
     with_age = any(r.age is not None for r in results)
     if with_age:
-        head += f" {'age':>9} {'delta':>7} {'SDS':>6}"
+        head += f" {'age':>10} {'delta':>7} {'SDS':>6}"
     lines = [head + "  orientation"]
     marked = False
     for r in results:
@@ -241,17 +241,17 @@ def table(results: list[Estimate]) -> str:
         interval = "" if iv is None else f"{years_months_text(iv[0])} - {years_months_text(iv[1])}"
         line = (
             f"{Path(r.source).name[:32]:<32} {'M' if r.male else 'F':>3} "
-            f"{years_months_text(r.bone_age_months):>9} {interval:>17}"
+            f"{years_months_text(r.bone_age_months):>9} {interval:>21}"
         )
         if with_age:
             a = r.age
             if a is None:
-                line += f" {'':>9} {'':>7} {'':>6}"
+                line += f" {'':>10} {'':>7} {'':>6}"
             else:
                 mark = "*" if a.within_interval else " "
                 marked |= mark == "*"
                 line += (
-                    f" {years_months_text(a.age_months):>9} {a.delta_months:+6.1f}{mark}"
+                    f" {years_months_text(a.age_months):>10} {a.delta_months:+6.1f}{mark}"
                     f" {a.sds:+6.2f}"
                 )
         lines.append(f"{line}  {r.orientation}")
