@@ -15,8 +15,7 @@ use crate::error::try_filled;
 use crate::error::{Error, Result};
 use crate::image::{check_derived, Gray, GrayView};
 use crate::resize::{
-    self, add_block_sums, area_hpass, area_taps, area_vpass, finish_area_fast_row, tap_ranges,
-    AreaTap, Interp,
+    self, area_hpass, area_taps, area_vpass, finish_area_fast_row, tap_ranges, AreaTap, Interp,
 };
 
 /// Parameters of the pipeline (the paper's defaults: 256 px, clip 2.0, 8x8 tiles).
@@ -116,16 +115,20 @@ pub fn preprocess(src: &GrayView<'_>, crop: Option<Box4>, p: &Params) -> Result<
     let scale = 1.0 / inv;
     let k = scale.round();
     if (scale - k).abs() < f64::EPSILON {
-        return fused_area_fast(&view, &luts, m, xp, yp, size, k as usize);
+        return fused_area_fast(&view, &luts, xp, yp, size, k as usize);
     }
     fused_area_general(&view, &luts, m, xp, yp, size, scale)
 }
 
 /// Integer factor `k`: block sums of the padded CLAHE image, padding skipped.
+///
+/// Only the output columns whose blocks meet the content are summed, straight from the
+/// unpadded CLAHE row: the others are all padding (zero). Summing the whole padded row
+/// instead made a thin image cost its long side squared (a 2,560,000 x 1 array ran for
+/// minutes); this costs its pixels plus the output. Integer sums, so the order is exact.
 fn fused_area_fast(
     view: &GrayView<'_>,
     luts: &ClaheLuts,
-    m: usize,
     xp: usize,
     yp: usize,
     size: usize,
@@ -133,18 +136,23 @@ fn fused_area_fast(
 ) -> Result<Gray> {
     let (w, h) = (view.width, view.height);
     let scale = 1.0f32 / (k * k) as f32;
+    let cols = content_blocks(xp, w, k, size);
     let mut out = Gray::try_new(size, size, "the output image")?;
     out.data.par_chunks_mut(size).enumerate().for_each_init(
-        || (vec![0u8; m], vec![0u32; size]),
-        |(padded, sums), (dy, drow)| {
+        || (vec![0u8; w], vec![0u32; size]),
+        |(row, sums), (dy, drow)| {
             sums.iter_mut().for_each(|s| *s = 0);
-            for py in dy * k..(dy + 1) * k {
-                if py < yp || py >= yp + h {
-                    continue;
-                }
+            // The source rows of this output row that hold content (the rest are padding).
+            let first = (dy * k).max(yp);
+            let last = ((dy + 1) * k).min(yp + h);
+            for py in first..last {
                 let y = py - yp;
-                luts.apply_row(view.row(y), y, &mut padded[xp..xp + w]);
-                add_block_sums(sums, padded, k);
+                luts.apply_row(view.row(y), y, row);
+                for dx in cols.clone() {
+                    let x0 = (dx * k).saturating_sub(xp);
+                    let x1 = ((dx + 1) * k - xp).min(w);
+                    sums[dx] += row[x0..x1].iter().map(|&v| v as u32).sum::<u32>();
+                }
             }
             finish_area_fast_row(drow, sums, k, k, scale);
         },
@@ -152,7 +160,17 @@ fn fused_area_fast(
     Ok(out)
 }
 
+/// The output columns whose `k`-wide blocks of the padded row meet the content `[xp, xp + w)`.
+fn content_blocks(xp: usize, w: usize, k: usize, size: usize) -> std::ops::Range<usize> {
+    (xp / k)..(xp + w).div_ceil(k).min(size)
+}
+
 /// General factor: horizontal area pass straight from each CLAHE row, then the vertical pass.
+///
+/// Only the band of output columns that the content reaches is computed and stored: the
+/// others are all padding, so their sums are exactly zero. Storing every column made the
+/// horizontal pass `size` floats per source row, 3 GB and seconds for a 3,000,000 x 1 array;
+/// the band keeps the cost proportional to the pixels plus the output.
 fn fused_area_general(
     view: &GrayView<'_>,
     luts: &ClaheLuts,
@@ -163,17 +181,31 @@ fn fused_area_general(
     scale: f64,
 ) -> Result<Gray> {
     let (w, h) = (view.width, view.height);
-    // Horizontal taps that land on content, re-indexed into the unpadded CLAHE row.
-    let xtaps: Vec<AreaTap> = area_taps(m, size, scale)
+    // Horizontal taps that land on content, re-indexed into the unpadded CLAHE row and into
+    // the band of output columns they reach.
+    let content: Vec<AreaTap> = area_taps(m, size, scale)
         .into_iter()
         .filter(|t| t.si >= xp && t.si < xp + w)
-        .map(|t| AreaTap { si: t.si - xp, ..t })
         .collect();
-    let xranges = tap_ranges(&xtaps, size);
+    let lo = content.first().map_or(0, |t| t.di);
+    let band = content.last().map_or(0, |t| t.di + 1 - lo);
+    let xtaps: Vec<AreaTap> = content
+        .into_iter()
+        .map(|t| AreaTap {
+            di: t.di - lo,
+            si: t.si - xp,
+            ..t
+        })
+        .collect();
+    let xranges = tap_ranges(&xtaps, band);
     let ytaps = area_taps(m, size, scale);
-    let n = check_derived("the horizontal resize pass", size, h)?;
+    let n = check_derived("the horizontal resize pass", band, h)?;
     let mut hbuf = try_filled(n, 0f32, "the horizontal resize pass")?;
-    hbuf.par_chunks_mut(size).enumerate().for_each_init(
+    let mut out = Gray::try_new(size, size, "the output image")?;
+    if band == 0 {
+        return Ok(out);
+    }
+    hbuf.par_chunks_mut(band).enumerate().for_each_init(
         || vec![0u8; w],
         |row, (y, buf)| {
             luts.apply_row(view.row(y), y, row);
@@ -181,15 +213,19 @@ fn fused_area_general(
         },
     );
     let ranges = tap_ranges(&ytaps, size);
-    let mut out = Gray::try_new(size, size, "the output image")?;
     let hb = &hbuf;
     out.data.par_chunks_mut(size).enumerate().for_each_init(
-        || vec![0f32; size],
+        || vec![0f32; band],
         |sum, (dy, drow)| {
             let row_of = |si: usize| {
-                (si >= yp && si < yp + h).then(|| &hb[(si - yp) * size..(si - yp + 1) * size])
+                (si >= yp && si < yp + h).then(|| &hb[(si - yp) * band..(si - yp + 1) * band])
             };
-            area_vpass(&ytaps[ranges[dy].clone()], row_of, drow, sum);
+            area_vpass(
+                &ytaps[ranges[dy].clone()],
+                row_of,
+                &mut drow[lo..lo + band],
+                sum,
+            );
         },
     );
     Ok(out)
@@ -233,6 +269,11 @@ mod tests {
             (100, 60, None, 100),                      // same size
             (40, 30, None, 64),                        // upscale
             (257, 300, Some((0, 0, 5000, 5000)), 128), // far edges clamped
+            (3, 2560, None, 256),                      // thin, integer factor 10
+            (7, 2560, None, 256),                      // thin, blocks cut by the content
+            (2560, 5, None, 256),                      // wide, integer factor 10
+            (2, 3001, None, 256),                      // thin, general factor
+            (3001, 4, Some((1, 0, 3001, 4)), 256),     // wide, general factor
         ];
         for (i, (w, h, crop, size)) in cases.into_iter().enumerate() {
             let img = noise(w, h, i as u64);
@@ -273,6 +314,19 @@ mod tests {
         );
         assert!(pad_to_square(&noise(1, 4096, 3).view()).is_ok());
         assert!(start.elapsed().as_secs() < 5);
+    }
+
+    #[test]
+    fn thin_arrays_cost_their_pixels_not_their_long_side_squared() {
+        // Issue 31, item 10: a 2,560,000 x 1 array (integer factor) took minutes and a
+        // 3,000,000 x 1 one (general factor) 3 GB; both are now a pass over their pixels.
+        let start = std::time::Instant::now();
+        for (w, h) in [(1, 2_560_000), (1, 3_000_000), (2_560_000, 1)] {
+            let thin = noise(w, h, 5);
+            let out = preprocess(&thin.view(), None, &Params::default()).unwrap();
+            assert_eq!((out.width, out.height), (256, 256));
+        }
+        assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
     }
 
     #[test]

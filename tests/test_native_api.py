@@ -128,6 +128,30 @@ def test_thin_images():
     )
 
 
+def test_extremely_thin_arrays_cost_their_pixels_not_their_long_side_squared():
+    """Issue 31, item 10: the fused resize summed the whole padded row (as long as the image)
+    for every source row, so a 2,560,000 x 1 array ran for minutes and a 3,000,000 x 1 one
+    stored 3 GB of horizontal sums; now only the output columns the content reaches are
+    worked, so both paths (integer and general factor) take a pass over the pixels."""
+    import time
+
+    rng = np.random.default_rng(31)
+    # 512,000 rows: integer factor 2000 (took ~20 s); 1,000,001 rows: general factor.
+    arrays = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in
+              ((512_000, 1), (1_000_001, 2), (1, 512_000))]  # fmt: skip
+    start = time.perf_counter()
+    for a in arrays:
+        assert native.preprocess(a).shape == (256, 256)
+    batch, errors = native.preprocess_batch(arrays, threads=2)
+    assert batch.shape == (3, 256, 256) and errors == []
+    assert time.perf_counter() - start < 3.0
+    # Still byte-identical to the padded square resized by OpenCV, content cut by the blocks
+    # or not, both factors, both orientations.
+    for shape in ((5120, 3), (5120, 7), (3, 5120), (5121, 7), (7, 5121), (2999, 9)):
+        a = rng.integers(0, 256, shape, dtype=np.uint8)
+        np.testing.assert_array_equal(native.preprocess(a), ref.preprocess(a), err_msg=str(shape))
+
+
 def png_with_header(width: int, height: int) -> bytes:
     """A tiny, valid-looking PNG whose header claims a huge image."""
 

@@ -124,7 +124,9 @@ def preprocess(
 
     Fused (no intermediate images on the downscaling path), byte-identical to the steps one
     by one and to :func:`boneage.ingest.reference.preprocess`. The crop's far edges are clamped to
-    the image; it must start inside the image and be non-empty.
+    the image; it must start inside the image and be non-empty. The work is one pass over the
+    crop's pixels plus the output, whatever its shape: a 3,000,000 x 1 array takes a fraction
+    of a second (only the output columns the content reaches are computed).
     """
 
 def preprocess_batch(
