@@ -334,15 +334,19 @@ def app_predictor():
     return _PREDICTOR
 
 
-def test_serve_refuses_a_bad_upload_limit(capsys):
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "-inf", "lots"])
+def test_serve_refuses_a_bad_upload_limit(value, capsys):
+    """A usage error (exit 2 naming the option) before the model loads; ``inf`` and ``nan``
+    used to end in an OverflowError (issue 31, item 11)."""
+    from boneage.cli import main as boneage_main
     from boneage.serve import main
 
-    assert main(["--max-upload-mb", "0"]) == 2
-    assert "max-upload-mb" in capsys.readouterr().err
-    from boneage.cli import main as boneage_main
-
-    assert boneage_main(["serve", "--max-upload-mb", "-1"]) == 2  # `boneage serve` is the same
-    assert "max-upload-mb" in capsys.readouterr().err
+    for run in (main, lambda argv: boneage_main(["serve", *argv])):  # `boneage serve` too
+        with pytest.raises(SystemExit) as e:
+            run([f"--max-upload-mb={value}"])  # "=": argparse reads "-1" as an option
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --max-upload-mb: must be a positive" in err and repr(value) in err
 
 
 def test_package_data_ships_the_page():

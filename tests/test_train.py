@@ -396,6 +396,31 @@ def test_noise_flag_refuses_what_it_cannot_do(argv, why, capsys):
     assert why in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--epochs", "-1"], "--epochs"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--batch-size", "many"], "--batch-size"),
+        (["--steps-per-epoch", "0"], "--steps-per-epoch"),
+        (["--image-size", "-64"], "--image-size"),
+    ],
+)
+def test_counts_below_one_are_usage_errors(argv, option, capsys):
+    """Issue 31, item 11: ``--epochs 0`` trained the demo's 8 epochs, ``--epochs -1`` failed
+    deep in the schedule ("total_steps ... got -10") and ``--batch-size 0`` in a
+    ZeroDivisionError; each is now exit 2 naming the option, before anything loads."""
+    from boneage.train import build_parser, main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: must be a positive integer, got {argv[1]!r}" in err
+    assert option in build_parser().format_help()  # the validator keeps the option documented
+
+
 def test_the_run_folder_names_the_model_only_when_asked(tmp_path, monkeypatch):
     """README promises ``runs/<time>-run/`` for a plain ``python -m boneage.train`` (CI reads
     it there); a model the user named goes into the name."""

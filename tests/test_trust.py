@@ -120,6 +120,32 @@ def test_a_grey_square_is_refused_unless_forced(predictor):
     assert any("input gate refused the image" in n for n in forced.notes)
 
 
+def test_a_grey_array_with_a_channel_axis_is_grey_and_non_images_are_value_errors(predictor):
+    """Issue 31, item 11: an (H, W, 1) array raised cv2.error (a fault to every interface,
+    not bad input); it is the grey image it holds. Shapes that are not images say so."""
+    img = np.random.default_rng(11).integers(0, 256, (400, 300), dtype=np.uint8)
+    flat = predictor.estimate(img, "F", force=True)
+    assert predictor.estimate(img[:, :, None], "F", force=True) == flat
+    for bad in ((400, 300, 2), (400,), (1, 400, 300, 1), (0, 300), (400, 300, 0)):
+        with pytest.raises(ValueError, match=r"shape \("):
+            predictor.estimate(np.zeros(bad, np.uint8), "F", force=True)
+
+
+def test_an_extremely_thin_image_is_answered_at_once_even_forced(predictor):
+    """Issue 31, item 10: the gate refuses a 3,000,000 x 1 image; forced, it is prepared in a
+    pass over its pixels (the native resize used to cost its long side squared)."""
+    import time
+
+    from boneage.inference import NotAHandRadiograph
+
+    thin = np.random.default_rng(10).integers(0, 256, (3_000_000, 1), dtype=np.uint8)
+    start = time.perf_counter()
+    with pytest.raises(NotAHandRadiograph, match="3000000"):
+        predictor.estimate(thin, "F")
+    assert predictor.estimate(thin, "F", force=True).notes
+    assert time.perf_counter() - start < 10.0
+
+
 @pytest.mark.skipif(not rsna_dir("test299").is_dir(), reason="real RSNA data not found")
 def test_a_rotated_or_mirrored_film_is_turned_upright(predictor):
     from boneage import _native as native

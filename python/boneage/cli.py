@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -60,6 +61,37 @@ def command_parser(verb: str, description: str | None, **kw: Any) -> argparse.Ar
     and the defaults shown by :class:`HelpFormatter`."""
     kw.setdefault("formatter_class", HelpFormatter)
     return argparse.ArgumentParser(prog=f"boneage {verb}", description=description, **kw)
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type=`` for counts that must be at least 1 (epochs, batch size...).
+
+    A zero or negative count is a usage error at the command line (exit 2, naming the
+    option) rather than a silent fallback to a default (``--epochs 0`` trained 8 epochs) or a
+    failure deep inside (``--batch-size 0`` ended in ZeroDivisionError).
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type=`` for sizes that must be finite and above 0 (upload limit in MB).
+
+    ``float()`` accepts ``inf`` and ``nan``, which then overflow or compare false far from
+    the command line; refusing them here makes them a usage error naming the option.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+    return value
 
 
 def quiet_native_logs() -> None:

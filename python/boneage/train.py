@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from boneage.cli import command_parser, quiet_native_logs, run_command
+from boneage.cli import command_parser, positive_int, quiet_native_logs, run_command
 from boneage.settings import LOCALISERS, MODES
 from boneage.training.demo import DEMO_EPOCHS
 
@@ -35,13 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", help="directory of shards written by boneage.preprocess")
     p.add_argument("--out", help="run directory (default: runs/<time>-<model>)")
-    p.add_argument("--image-size", type=int,
+    p.add_argument("--image-size", type=positive_int,
                    help="input side; default: the data's (preprocessing.json), 64 for the "
                         "demo")  # fmt: skip
-    p.add_argument("--batch-size", type=int, default=64, help="images per training step")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="images per training step")
     p.add_argument(
         "--epochs",
-        type=int,
+        type=positive_int,
         help=f"maximum epochs (default 60; {DEMO_EPOCHS} for the demo; with --resume, the "
         "run's own, and a new value reshapes the rest of its schedule)",
     )
@@ -83,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         "validation: choose models there, then evaluate the chosen one once with "
         "python -m boneage.evaluate --split test)",
     )
-    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training set")
+    p.add_argument(
+        "--steps-per-epoch", type=positive_int, help="default: one pass over the training set"
+    )
     p.add_argument(
         "--distribute",
         choices=("auto", "off", "multi-worker"),

@@ -298,12 +298,32 @@ class Predictor:
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
-    """A colour image (a photo of a film) as grey, as the training films were."""
-    if img.ndim != 3:
+    """The image as one grey plane: a colour image (a photo of a film) as grey, as the
+    training films were.
+
+    Accepts what an image can be: (H, W) grey, (H, W, 1) grey with a channel axis, (H, W, 3)
+    RGB and (H, W, 4) RGBA (alpha dropped). Anything else is a ``ValueError`` naming the
+    shape, checked here because OpenCV would otherwise raise its own ``cv2.error`` (not a
+    ``ValueError``, so the commands and the API would call it a fault, not bad input).
+    """
+    shape = tuple(int(n) for n in img.shape)
+    if img.ndim not in (2, 3) or (img.ndim == 3 and shape[2] not in (1, 3, 4)):
+        raise ValueError(
+            f"an image array must be (height, width) grey, or (height, width, 1/3/4) "
+            f"grey/RGB/RGBA; got shape {shape}"
+        )
+    if img.size == 0:
+        raise ValueError(f"an image array must hold pixels; got shape {shape}")
+    if img.ndim == 2:
         return img
+    if shape[2] == 1:
+        return np.ascontiguousarray(img[:, :, 0])
+    if img.dtype != np.uint8:
+        raise ValueError(f"a colour image array must be uint8; got {img.dtype}")
     import cv2
 
-    return np.asarray(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY))
+    code = cv2.COLOR_RGB2GRAY if shape[2] == 3 else cv2.COLOR_RGBA2GRAY
+    return np.asarray(cv2.cvtColor(np.ascontiguousarray(img), code))
 
 
 def _source(image: ImageInput) -> str:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from boneage.cli import command_parser, quiet_native_logs, run_command
+from boneage.cli import command_parser, positive_float, quiet_native_logs, run_command
 from boneage.serve.app import create_app
 from boneage.serve.upload import DEFAULT_MAX_UPLOAD_MB
 
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model file or run directory (default: the shipped model)")
     p.add_argument("--tta", type=int,
                    help="test-time augmentation copies (default: the model file's)")  # fmt: skip
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+    p.add_argument("--max-upload-mb", type=positive_float, default=DEFAULT_MAX_UPLOAD_MB,
                    help="largest accepted upload, in MB")  # fmt: skip
     return p
 
@@ -45,8 +45,6 @@ def _serve(args: argparse.Namespace) -> int:
         raise OSError(
             "the web app needs FastAPI and uvicorn: pip install 'boneage[serve]'"
         ) from None
-    if args.max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     app = create_app(model=args.model, tta=args.tta, max_upload_mb=args.max_upload_mb)
     info = app.state.service.model_info()
     print(
