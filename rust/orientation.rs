@@ -124,8 +124,11 @@ pub fn apply(img: Gray, o: u8) -> Gray {
 mod tests {
     use super::*;
 
+    /// The byte-order writers of one TIFF: 16-bit and 32-bit values.
+    type Writers = (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]);
+
     fn tiff(orientation: u16, big: bool) -> Vec<u8> {
-        let (p16, p32): (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]) = if big {
+        let (p16, p32): Writers = if big {
             (u16::to_be_bytes, u32::to_be_bytes)
         } else {
             (u16::to_le_bytes, u32::to_le_bytes)
