@@ -50,6 +50,10 @@ _DEFLATED = b"1.2.840.10008.1.2.1.99"
 """Deflated Explicit VR Little Endian: pydicom inflates such a dataset without a bound, so a
 small file could demand any amount of memory; refused before parsing."""
 
+_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+"""Explicit VR Big Endian (retired, still written): the one syntax whose OW words are
+big-endian."""
+
 _IDENTIFIERS = (
     "PatientName", "PatientID", "PatientBirthDate", "OtherPatientIDs", "OtherPatientNames",
     "AccessionNumber", "PatientAddress", "PatientTelephoneNumbers", "IssuerOfPatientID",
@@ -251,8 +255,7 @@ def _check_decoder(ds: Any) -> None:
 def _to_grey8(raw: np.ndarray, ds: Any, photometric: str) -> tuple[np.ndarray, str]:
     """uint8 grey and a description of the value mapping used (for the manifest)."""
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
-        grey, window = _monochrome(raw, ds)
-        return (255 - grey if photometric == "MONOCHROME1" else grey), window
+        return _monochrome(raw, ds, invert=photometric == "MONOCHROME1")
     if photometric == "PALETTE COLOR":
         raise DicomError("PALETTE COLOR images are not supported")
     return _colour(raw), "colour to grey"
@@ -269,28 +272,116 @@ def _colour(raw: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(raw), cv2.COLOR_RGB2GRAY)
 
 
-def _monochrome(raw: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:
-    """Modality LUT, then the VOI LUT, the window or a robust range, to 0..255 once."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+CHUNK_PIXELS = 1 << 20
+"""Pixels looked up or counted at a time: numpy widens an index array to 8-byte integers,
+so a whole-image lookup or ``bincount`` would cost 8 bytes a pixel on its own."""
 
+
+def _monochrome(raw: np.ndarray, ds: Any, invert: bool = False) -> tuple[np.ndarray, str]:
+    """Modality LUT, then the VOI LUT, the window or a robust range, to 0..255 once.
+
+    Every step is a function of the stored value alone, so for 8- and 16-bit data (all a
+    radiograph uses) the steps run in float64 on a table of every possible stored value and
+    the image is then looked up in the 8-bit table: the very numbers the per-pixel float64
+    pipeline gives, at about 1 byte a pixel beyond the decoded array, where float64 copies of
+    a 49-megapixel film cost gigabytes. The robust range's percentiles come from a histogram
+    of the stored values, equal to ``np.percentile`` over the image. Wider data (rare) takes
+    the per-pixel path.
+    """
     if raw.ndim != 2:
         raise DicomError(f"grey image of shape {raw.shape} is not 2-D")
-    values = apply_modality_lut(raw, ds)
+    if raw.dtype.kind not in "ui" or raw.dtype.itemsize > 2:
+        grey, window = _map_values(raw, ds, None)
+        return (255 - grey if invert else grey), window
+    unsigned = np.dtype(f"u{raw.dtype.itemsize}")
+    keys = raw.view(unsigned)
+    table = np.arange(1 << (8 * raw.dtype.itemsize), dtype=unsigned).view(raw.dtype)
+    counts: np.ndarray | None = None
+    if not _has_voi_lut(ds) and not _has_window(ds):
+        counts = _histogram(keys, len(table))
+    lut, window = _map_values(table, ds, counts)
+    if window == "none (8-bit)" and not invert and raw.dtype == np.uint8:
+        return raw, window
+    if invert:
+        lut = 255 - lut
+    return _lookup(lut, keys), window
+
+
+def _histogram(keys: np.ndarray, size: int) -> np.ndarray:
+    """How many pixels hold each stored value (``keys`` viewed unsigned), in chunks."""
+    flat = keys.reshape(-1)
+    counts = np.zeros(size, np.int64)
+    for start in range(0, flat.size, CHUNK_PIXELS):
+        counts += np.bincount(flat[start : start + CHUNK_PIXELS], minlength=size)
+    return counts
+
+
+def _lookup(lut: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``lut[keys]`` a band of rows at a time (the index widening stays one chunk's)."""
+    out = np.empty(keys.shape, np.uint8)
+    step = max(1, CHUNK_PIXELS // max(1, keys.shape[1]))
+    for start in range(0, keys.shape[0], step):
+        np.take(lut, keys[start : start + step], out=out[start : start + step])
+    return out
+
+
+def _map_values(
+    values_in: np.ndarray, ds: Any, counts: np.ndarray | None
+) -> tuple[np.ndarray, str]:
+    """Stored values (the image, or a table of every stored value with ``counts`` pixels
+    each) -> 8-bit grey and the manifest's description of the mapping."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(values_in, ds)
     if _has_voi_lut(ds):
         lut = np.asarray(apply_voi_lut(values, ds), np.float64)
         lo, hi = _lut_range(ds)
         return scale_to_8bit(lut, lo, hi), "VOI LUT"
-    if ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
+    if _has_window(ds):
         windowed = np.asarray(apply_voi_lut(values, ds, prefer_lut=False), np.float64)
         lo, hi = _window_range(values, ds)
         return scale_to_8bit(windowed, lo, hi), _window_text(ds)
-    if _already_8bit(raw, values, ds):
-        return raw.astype(np.uint8), "none (8-bit)"
-    lo, hi = np.percentile(values, ROBUST_PERCENTILES)
-    if hi <= lo:
-        lo, hi = float(np.min(values)), float(np.max(values))
+    if _already_8bit(values_in, values, ds):
+        return values_in.astype(np.uint8), "none (8-bit)"
+    values = np.asarray(values, np.float64)
+    if counts is None:
+        lo, hi = np.percentile(values, ROBUST_PERCENTILES)
+        if hi <= lo:
+            lo, hi = float(np.min(values)), float(np.max(values))
+    else:
+        lo, hi = _weighted_percentiles(values, counts, ROBUST_PERCENTILES)
+        if hi <= lo:
+            present = values[counts > 0]
+            lo, hi = float(np.min(present)), float(np.max(present))
     p0, p1 = ROBUST_PERCENTILES
-    return scale_to_8bit(np.asarray(values, np.float64), lo, hi), f"robust {p0:g}-{p1:g}%"
+    return scale_to_8bit(values, lo, hi), f"robust {p0:g}-{p1:g}%"
+
+
+def _weighted_percentiles(
+    values: np.ndarray, counts: np.ndarray, percents: tuple[float, ...]
+) -> tuple[float, ...]:
+    """``np.percentile`` (linear) of the image whose value ``values[i]`` occurs
+    ``counts[i]`` times, without the image: the two order statistics either side of each
+    virtual index are found in the sorted histogram, then interpolated as numpy does."""
+    order = np.argsort(values[counts > 0], kind="stable")
+    sorted_values = values[counts > 0][order]
+    ends = np.cumsum(counts[counts > 0][order])  # ends[i]: order statistics below i+1
+    n = int(ends[-1])
+    out = []
+    for q in percents:
+        share = q / 100
+        virtual = n * share + (1 + share * -1) - 1  # numpy's virtual index, term for term
+        below = int(np.floor(virtual))
+        gamma = virtual - below
+        a, b = (float(sorted_values[np.searchsorted(ends, k, side="right")])
+                for k in (below, min(below + 1, n - 1)))  # fmt: skip
+        diff = b - a
+        out.append(b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma)
+    return tuple(out)
+
+
+def _has_window(ds: Any) -> bool:
+    return ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
 
 
 def _has_voi_lut(ds: Any) -> bool:
@@ -301,8 +392,26 @@ def _has_voi_lut(ds: Any) -> bool:
 def _lut_range(ds: Any) -> tuple[float, float]:
     """A VOI LUT's own output range (its smallest and largest entries): descriptors often
     claim 16 bits for 12-bit tables."""
-    data = np.asarray(ds.VOILUTSequence[0].LUTData, np.float64).ravel()
+    data = _lut_entries(ds, ds.VOILUTSequence[0])
     return float(data.min()), float(data.max())
+
+
+def _lut_entries(ds: Any, item: Any) -> np.ndarray:
+    """A LUT's entries, as pydicom's ``apply_voi_lut`` reads them: LUTData may be US (a list
+    of numbers) or OW (raw 16-bit words in the transfer syntax's byte order), both valid."""
+    descriptor = [int(v) for v in item.LUTDescriptor]
+    entries = descriptor[0] or 1 << 16
+    dtype = np.uint8 if descriptor[2] == 8 else np.uint16
+    element = item["LUTData"]
+    if element.VR == "OW" or isinstance(element.value, (bytes, bytearray)):
+        meta = getattr(ds, "file_meta", None)
+        syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+        big = syntax is not None and syntax == _BIG_ENDIAN
+        words = np.frombuffer(bytes(element.value), ">u2" if big else "<u2")
+        if words.size < entries:
+            raise DicomError("VOI LUT data is shorter than its descriptor says")
+        return np.asarray(words[:entries], dtype)
+    return np.asarray(element.value, np.float64).ravel()
 
 
 def _window_range(values: np.ndarray, ds: Any) -> tuple[float, float]:
