@@ -33,6 +33,7 @@ from pydicom.uid import (  # noqa: E402
     UID,
     BasicTextSRStorage,
     ComputedRadiographyImageStorage,
+    ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
@@ -318,6 +319,11 @@ def test_voi_lut_data_stored_as_ow_reads_as_us(film):
     got = dicom.read_dicom(data)
     assert got.info.window == "VOI LUT"
     np.testing.assert_array_equal(got.pixels, film[1])
+    # Explicit VR Big Endian stores the OW words (and the pixels) big-endian.
+    ds = voi_lut_dataset(film[1], "OW", little_endian=False)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    ds.PixelData = (film[1].astype(np.uint16) * 16).astype(">u2").tobytes()
+    np.testing.assert_array_equal(dicom.read_dicom(encoded(ds)).pixels, film[1])
 
 
 def test_robust_range_from_the_histogram_equals_np_percentile():
