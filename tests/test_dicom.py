@@ -494,18 +494,24 @@ def test_predict_over_mixed_patients_takes_sex_per_image(film, tmp_path, capsys)
     folder.mkdir()
     (folder / "a.png").write_bytes(path.read_bytes())  # sex from the label CSV (M)
     (folder / "b").write_bytes(encoded(dataset(png, sex="M")))  # from PatientSex
-    (folder / "c.png").write_bytes(path.read_bytes())  # from --sex, else an error
+    (folder / "c.png").write_bytes(path.read_bytes())  # no sex anywhere: an error line
     (folder / "d.dcm").write_bytes(bad_files(png)["truncated"][0])
-    (folder / "notes").write_text("not an image, not DICOM")
     labels = tmp_path / "labels.csv"
     labels.write_text("Case ID,Sex,Ground truth bone age (months)\na,M,\n")
 
-    code = main([str(folder), "--labels", str(labels), "--sex", "F", "--json"])
+    code = main([str(folder), "--labels", str(labels), "--json"])
     out, err = capsys.readouterr()
-    assert code == 1  # d.dcm failed; the others were estimated
-    sexes = {Path(r["source"]).name: r["male"] for r in json.loads(out)}
-    assert sexes == {"a.png": 1, "b": 1, "c.png": 0}
+    assert code == 1  # c.png and d.dcm failed; the others were estimated
+    sexes = {Path(r["source"]).name: r["sex"] for r in json.loads(out)}
+    assert sexes == {"a.png": "M", "b": "M"}
+    assert "c.png: no sex" in err
     assert "d.dcm: unreadable DICOM" in err and "Traceback" not in err
+    # --sex wins over the labels and PatientSex, and the disagreement is a note.
+    code = main([str(folder / "b"), "--labels", str(labels), "--sex", "F", "--json"])
+    out2, err2 = capsys.readouterr()
+    assert code == 0 and json.loads(out2)[0]["sex"] == "F"
+    assert "PatientSex says M" in err2
+    out, err = out + out2, err + err2
     assert not find_secrets((out + err).encode())
 
     code = main([str(folder / "c.png"), str(folder / "b"), "--labels", str(labels), "--csv"])

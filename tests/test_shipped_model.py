@@ -90,7 +90,7 @@ def test_predict_cli_works_out_of_the_box(tmp_path):
     import json
 
     (estimate,) = json.loads(r.stdout)
-    assert 0 < estimate["months"] < 240
+    assert 0 < estimate["bone_age_months"] < 240
     assert Path(estimate["source"]).name == film.name
 
 

@@ -388,7 +388,12 @@ def _fit_gate(model: Any, meta: Any, data: str | Path, split: str) -> None:
     from boneage.shards.arrays import read_split
 
     images, male, _, _ = read_split(data, split)
-    fitted = fit_for_model(LoadedModel(model, meta), images, male)
+    try:
+        fitted = fit_for_model(LoadedModel(model, meta), images, male)
+    except ValueError as e:  # a network without spatial feature maps: statistics only
+        meta.extra.pop("gate", None)
+        meta.extra["gate_not_fitted"] = str(e)
+        return
     meta.extra["gate"] = fitted.to_dict()
 
 
