@@ -378,3 +378,13 @@ def test_a_refused_upload_is_a_422_naming_the_reason_unless_forced(client):
     assert any("input gate refused" in n for n in forced.json()["notes"])
     bad = post(client, grey, force="maybe")
     assert bad.status_code == 422 and bad.json()["code"] == "bad_force"
+
+
+def test_the_preview_draws_the_crop_box_only_for_a_crop():
+    from boneage.serve import source_preview
+
+    film = np.full((200, 100), 60, np.uint8)
+    plain = source_preview(film, None)
+    assert (plain[..., 0] == plain[..., 2]).all()  # grey: nothing drawn
+    boxed = source_preview(film, (10, 20, 60, 120))
+    assert (boxed[..., 0] != boxed[..., 2]).any()  # the orange box

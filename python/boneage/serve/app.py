@@ -71,8 +71,9 @@ def _b64png(image: np.ndarray) -> str:
     return base64.b64encode(png_bytes(image)).decode("ascii")
 
 
-def source_preview(image: np.ndarray, box: Sequence[int]) -> np.ndarray:
-    """RGB copy of the decoded input, longer side :data:`PREVIEW_SIDE`, crop box in orange."""
+def source_preview(image: np.ndarray, box: Sequence[int] | None) -> np.ndarray:
+    """RGB copy of the decoded input, longer side :data:`PREVIEW_SIDE`, the crop box in
+    orange when a crop was used (``box`` None: the model took the whole film)."""
     import cv2
 
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -82,6 +83,8 @@ def source_preview(image: np.ndarray, box: Sequence[int]) -> np.ndarray:
         grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
     )
     rgb = cv2.cvtColor(small, cv2.COLOR_GRAY2RGB)
+    if box is None:
+        return rgb
     x0, y0, x1, y1 = (round(v * scale) for v in box)
     thick = max(2, round(max(rgb.shape[:2]) / 160))
     cv2.rectangle(rgb, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), (255, 140, 0), thick)
@@ -169,7 +172,9 @@ class Service:
             },
             "heatmap_png": _b64png(overlay(ex.prepared, ex.heatmap)),
             "prepared_png": _b64png(enlarge(ex.prepared)),
-            "source_png": _b64png(source_preview(ex.image, est.box)),
+            "source_png": _b64png(
+                source_preview(ex.image, None if est.localiser == "none" else est.box)
+            ),
             "elapsed_ms": (time.perf_counter() - started) * 1e3,
         }
 
