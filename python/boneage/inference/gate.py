@@ -480,6 +480,11 @@ class Gate:
         stats = self.check_statistics(decoded_image)
         if not stats.ok or features_row is None:
             return stats
+        return self.check_features(features_row)
+
+    def check_features(self, features_row: np.ndarray) -> Verdict:
+        """The distance from validation films alone, for a caller that has already checked
+        the image statistics (the predictor does so before it spends the features' pass)."""
         score = float(self.distance(np.asarray(features_row).reshape(1, -1))[0]) / self.threshold
         if not math.isfinite(score) or score > 1.0:
             return Verdict(

@@ -178,7 +178,7 @@ class Predictor:
             from boneage.inference.gate import features
 
             row = features(self.loaded, pre[None], sex_row)
-            self._admit(self.gate.check(img, row), force, notes)
+            self._admit(self.gate.check_features(row), force, notes)  # statistics: above
         mean, sigma = self.loaded.predict(pre[None], sex_row)
         months = float(mean[0])
         band = self.interval

@@ -26,6 +26,7 @@ import io
 import os
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, NamedTuple
@@ -521,7 +522,6 @@ def decode(data: bytes, max_pixels: int | None = None) -> Loaded:
     is recognised by its content, not its name.
     """
     from boneage import _native as native
-    from boneage.ingest.narrow16 import is_sixteen_bit_grey_png, window_narrow
 
     # One pixel limit for every format: the native decoder's default unless the caller says.
     limit = native.DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels
@@ -529,7 +529,16 @@ def decode(data: bytes, max_pixels: int | None = None) -> Loaded:
         image = read_dicom(data, limit)
         return Loaded(image.pixels, image.info)
     grey = native.decode_gray(data, limit)  # checks the limits before any other decoding
-    widened = window_narrow(data) if is_sixteen_bit_grey_png(data[:26]) else None
+    return _widened(grey, data[:26], lambda: data)
+
+
+def _widened(grey: np.ndarray, head: bytes, data: Callable[[], bytes]) -> Loaded:
+    """The decoder's ``grey``, or for a 16-bit grey PNG (``head``: its first bytes) that
+    uses few of its bits, the file's ``data`` read as the N-bit data it holds, with a note.
+    ``data`` is called only then: a path's file is read a second time for such files alone."""
+    from boneage.ingest.narrow16 import is_sixteen_bit_grey_png, window_narrow
+
+    widened = window_narrow(data()) if is_sixteen_bit_grey_png(head) else None
     if widened is not None:
         return Loaded(widened[0], None, (widened[1],))
     return Loaded(grey, None)
@@ -550,7 +559,6 @@ def load(
     content starts like DICOM, or a 16-bit grey PNG, is read (bounded) and decoded here.
     """
     from boneage import _native as native
-    from boneage.ingest.narrow16 import is_sixteen_bit_grey_png
     from boneage.ingest.sources import read_regular
 
     if isinstance(image, np.ndarray):
@@ -568,9 +576,7 @@ def load(
         grey = native.read_gray(image, max_pixels)
     with open(image, "rb") as f:
         head = f.read(26)
-    if is_sixteen_bit_grey_png(head):
-        return decode(read_regular(image), max_pixels)
-    return Loaded(grey, None)
+    return _widened(grey, head, lambda: read_regular(image))
 
 
 def load_image(
